@@ -1,0 +1,18 @@
+//! Cairn's shared vocabulary: ids, statuses, validated run parameters and job payloads.
+//!
+//! Architecture invariant: this crate does no IO. It has no HTTP, no database, no Redis
+//! client and no tch, so every process can depend on it and it tests in milliseconds.
+
+pub mod dataset;
+pub mod error;
+pub mod ids;
+pub mod job;
+pub mod params;
+pub mod status;
+
+pub use dataset::{DatasetName, SampleRange};
+pub use error::ValidationError;
+pub use ids::{ExperimentId, RunId};
+pub use job::RunJob;
+pub use params::{Device, Optimizer, TrainParams, TrainRequest};
+pub use status::{RunKind, RunStatus};
