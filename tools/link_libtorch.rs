@@ -14,6 +14,7 @@ fn main() {
     let lib_dir = std::fs::canonicalize(PathBuf::from(&libtorch).join("lib"))
         .unwrap_or_else(|err| panic!("LIBTORCH={libtorch} has no lib folder: {err}"));
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+    println!("cargo:rustc-env=CAIRN_LIBTORCH_LIB={}", lib_dir.display());
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-ltorch");
 }

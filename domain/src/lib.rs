@@ -1,13 +1,15 @@
 //! Cairn's shared vocabulary: ids, statuses, validated run parameters and job payloads.
 //!
-//! Architecture invariant: this crate does no IO. It has no HTTP, no database, no Redis
-//! client and no tch, so every process can depend on it and it tests in milliseconds.
+//! Architecture invariant: this crate does no IO beyond reading environment variables. It
+//! has no HTTP, no database, no Redis client and no tch, so every process can depend on it
+//! and it tests in milliseconds.
 
 pub mod dataset;
 pub mod error;
 pub mod ids;
 pub mod job;
 pub mod params;
+pub mod settings;
 pub mod status;
 
 pub use dataset::{DatasetName, SampleRange};

@@ -1,1 +1,13 @@
-pub use tch;
+//! The worker process. Architecture invariant: this is the only crate that links libtorch.
+
+pub mod checkpoint;
+pub mod device;
+pub mod execute;
+pub mod model;
+pub mod settings;
+pub mod store;
+pub mod training;
+pub mod worker;
+
+pub use settings::Settings;
+pub use worker::Worker;

@@ -1,0 +1,22 @@
+use anyhow::Context;
+use cairn_trainer::{Settings, Worker};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    let settings = Settings::from_env().map_err(anyhow::Error::msg).context("reading settings")?;
+    let worker = Worker::build(settings).await?;
+    worker.run_until(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: finishing the run in progress");
+}

@@ -1,0 +1,52 @@
+use cairn_domain::settings::{env_list_or, env_or};
+use std::{path::PathBuf, time::Duration};
+
+/// The worker's settings, read once at start. README.md lists each variable.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `CAIRN_DATABASE_URL`
+    pub database_url: String,
+    /// `CAIRN_REDIS_URL`
+    pub redis_url: String,
+    /// `CAIRN_QUEUE_PREFIX`: the Redis key prefix shared with the scheduler.
+    pub queue_prefix: String,
+    /// `CAIRN_WORKER_QUEUES`: comma-separated queue names this worker serves.
+    pub queues: Vec<String>,
+    /// `CAIRN_DATA_DIR`
+    pub data_dir: PathBuf,
+    /// `CAIRN_ARTIFACT_DIR`
+    pub artifact_dir: PathBuf,
+    /// `CAIRN_WORKER_ID`; unique per process start by default (host name and a ULID).
+    pub worker_id: String,
+    /// `CAIRN_TORCH_THREADS`: intra-op threads of libtorch.
+    pub torch_threads: i32,
+    /// `CAIRN_POLL_INTERVAL_MS`: how often an idle worker asks Redis for a job.
+    pub poll_interval: Duration,
+    /// `CAIRN_HEARTBEAT_INTERVAL_MS`: how often the worker reports alive and checks for cancel.
+    pub heartbeat_interval: Duration,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, String> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as i32);
+        let host = host_name();
+        Ok(Self {
+            database_url: env_or("CAIRN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cairn".to_owned())?,
+            redis_url: env_or("CAIRN_REDIS_URL", "redis://127.0.0.1:6379".to_owned())?,
+            queue_prefix: env_or("CAIRN_QUEUE_PREFIX", "cairn".to_owned())?,
+            queues: env_list_or("CAIRN_WORKER_QUEUES", &["default"]),
+            data_dir: env_or("CAIRN_DATA_DIR", PathBuf::from("data"))?,
+            artifact_dir: env_or("CAIRN_ARTIFACT_DIR", PathBuf::from("artifacts"))?,
+            worker_id: env_or("CAIRN_WORKER_ID", format!("{host}-{}", ulid::Ulid::generate()))?,
+            torch_threads: env_or("CAIRN_TORCH_THREADS", threads)?,
+            poll_interval: Duration::from_millis(env_or("CAIRN_POLL_INTERVAL_MS", 50)?),
+            heartbeat_interval: Duration::from_millis(env_or("CAIRN_HEARTBEAT_INTERVAL_MS", 1_000)?),
+        })
+    }
+}
+
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}

@@ -1,0 +1,162 @@
+//! Everything the worker reads from and writes to Postgres. Every write about a run carries
+//! its `Lease` (run and attempt): a worker whose attempt was superseded changes nothing.
+use cairn_domain::{RunId, RunJob, RunStatus};
+use sqlx::PgPool;
+
+/// The right to write for one attempt of one run; the attempt is the fencing token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub run_id: RunId,
+    pub attempt: i32,
+}
+
+/// A run this worker now executes.
+#[derive(Debug)]
+pub struct ClaimedRun {
+    pub lease: Lease,
+    pub kind: String,
+    pub params: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricPoint {
+    pub key: &'static str,
+    pub step: u64,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn register_worker(&self, id: &str, host: &str, device: &str, queues: &[String]) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO workers (id, host, device, queues) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET host = $2, device = $3, queues = $4, last_heartbeat_at = now()",
+        )
+        .bind(id)
+        .bind(host)
+        .bind(device)
+        .bind(queues)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn heartbeat(&self, worker_id: &str) -> sqlx::Result<()> {
+        sqlx::query("UPDATE workers SET last_heartbeat_at = now() WHERE id = $1")
+            .bind(worker_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the run running for `job.attempt`, if it is still queued at the attempt before.
+    /// `None` means the job is stale (already taken, cancelled or finished): skip it.
+    pub async fn claim(&self, job: &RunJob, worker_id: &str) -> sqlx::Result<Option<ClaimedRun>> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(String, serde_json::Value)> = sqlx::query_as(
+            "UPDATE runs SET status = 'running', attempt = $2, worker_id = $3,
+                    started_at = coalesce(started_at, now()), error = NULL
+             WHERE id = $1 AND status = 'queued' AND attempt = $2 - 1
+             RETURNING kind, params",
+        )
+        .bind(job.run_id.0)
+        .bind(job.attempt)
+        .bind(worker_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if row.is_some() {
+            sqlx::query("UPDATE workers SET current_run_id = $2, last_heartbeat_at = now() WHERE id = $1")
+                .bind(worker_id)
+                .bind(job.run_id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(row.map(|(kind, params)| ClaimedRun {
+            lease: Lease { run_id: job.run_id, attempt: job.attempt },
+            kind,
+            params,
+        }))
+    }
+
+    pub async fn cancel_requested(&self, lease: Lease) -> sqlx::Result<bool> {
+        let requested: Option<bool> =
+            sqlx::query_scalar("SELECT cancel_requested_at IS NOT NULL FROM runs WHERE id = $1 AND attempt = $2")
+                .bind(lease.run_id.0)
+                .bind(lease.attempt)
+                .fetch_optional(&self.pool)
+                .await?;
+        // A run that is gone or whose attempt moved on is not ours to continue.
+        Ok(requested.unwrap_or(true))
+    }
+
+    /// Writes points in one statement; points already stored are kept as they are.
+    pub async fn insert_metrics(&self, lease: Lease, points: &[MetricPoint]) -> sqlx::Result<u64> {
+        let keys: Vec<&str> = points.iter().map(|p| p.key).collect();
+        let steps: Vec<i64> = points.iter().map(|p| p.step as i64).collect();
+        let values: Vec<f64> = points.iter().map(|p| p.value).collect();
+        let result = sqlx::query(
+            "INSERT INTO metrics (run_id, key, step, value)
+             SELECT $1, p.key, p.step, p.value
+             FROM UNNEST($3::text[], $4::int8[], $5::float8[]) AS p (key, step, value)
+             WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND attempt = $2 AND status = 'running')
+             ON CONFLICT (run_id, key, step) DO NOTHING",
+        )
+        .bind(lease.run_id.0)
+        .bind(lease.attempt)
+        .bind(&keys)
+        .bind(&steps)
+        .bind(&values)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    pub async fn insert_artifact(&self, lease: Lease, kind: &str, path: &str, bytes: u64, sha256: &str) -> sqlx::Result<bool> {
+        let result = sqlx::query(
+            "INSERT INTO artifacts (run_id, kind, path, bytes, sha256)
+             SELECT $1, $3, $4, $5, $6
+             WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND attempt = $2 AND status = 'running')
+             ON CONFLICT (run_id, path) DO UPDATE SET bytes = $5, sha256 = $6, created_at = now()",
+        )
+        .bind(lease.run_id.0)
+        .bind(lease.attempt)
+        .bind(kind)
+        .bind(path)
+        .bind(bytes as i64)
+        .bind(sha256)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Ends the attempt with a final status. `false` if the lease was lost meanwhile.
+    pub async fn finish(&self, lease: Lease, worker_id: &str, status: RunStatus, error: Option<&str>) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let result = sqlx::query(
+            "UPDATE runs SET status = $3, error = $4, finished_at = now()
+             WHERE id = $1 AND attempt = $2 AND status = 'running'",
+        )
+        .bind(lease.run_id.0)
+        .bind(lease.attempt)
+        .bind(status.as_str())
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE workers SET current_run_id = NULL WHERE id = $1 AND current_run_id = $2")
+            .bind(worker_id)
+            .bind(lease.run_id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(result.rows_affected() == 1)
+    }
+}
