@@ -1,0 +1,120 @@
+//! The scheduler moves work from Postgres to the queue. Postgres decides what runs: every
+//! queued run is pushed as soon as its row is committed (the API notifies on the
+//! `cairn_runs_queued` channel), and all queued runs are pushed again on every sweep, so a
+//! run whose push was lost (a crash between commit and push, Redis flushed or restarted) is
+//! still trained. Pushing a job that is already on the queue is a no-op.
+
+mod settings;
+
+use anyhow::Context;
+use cairn_domain::{RunId, RunJob};
+use sqlx::{PgPool, postgres::PgListener, postgres::PgPoolOptions};
+use std::{collections::HashMap, future::Future, time::Duration};
+
+pub use settings::Settings;
+
+/// The channel the API notifies with a run id when it commits a queued run.
+pub const RUNS_QUEUED_CHANNEL: &str = "cairn_runs_queued";
+
+/// How many queued runs one sweep pushes at most, in start order.
+const SWEEP_LIMIT: i64 = 5_000;
+
+pub struct Scheduler {
+    settings: Settings,
+    pool: PgPool,
+    redis: cairn_queue::Connection,
+    queues: HashMap<String, cairn_queue::Storage>,
+}
+
+impl Scheduler {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&settings.database_url)
+            .await
+            .context("connecting to Postgres")?;
+        let redis = cairn_queue::connect(&settings.redis_url).await?;
+        Ok(Self { settings, pool, redis, queues: HashMap::new() })
+    }
+
+    /// Dispatches until `shutdown` completes.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let mut listener = PgListener::connect_with(&self.pool).await.context("listening to Postgres")?;
+        listener.listen(RUNS_QUEUED_CHANNEL).await.context("listening to Postgres")?;
+        let mut sweeps = tokio::time::interval(self.settings.sweep_interval);
+        tokio::pin!(shutdown);
+        tracing::info!(sweep_interval_ms = self.settings.sweep_interval.as_millis() as u64, "scheduler ready");
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                _ = sweeps.tick() => self.log_errors(Self::dispatch_all).await,
+                notification = listener.recv() => match notification {
+                    Ok(notification) => match notification.payload().parse::<i64>() {
+                        Ok(run_id) => self.dispatch_one(RunId(run_id)).await,
+                        Err(_) => tracing::warn!(payload = notification.payload(), "ignoring a malformed notification"),
+                    },
+                    // The listener reconnects by itself; the next sweep covers what was missed.
+                    Err(err) => {
+                        tracing::warn!(error = %err, "listening to Postgres failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    async fn log_errors<F>(&mut self, step: F)
+    where
+        F: AsyncFnOnce(&mut Self) -> anyhow::Result<usize>,
+    {
+        match step(self).await {
+            Ok(0) => {}
+            Ok(pushed) => tracing::debug!(runs = pushed, "swept queued runs"),
+            Err(err) => tracing::warn!(error = format!("{err:#}"), "dispatching queued runs failed; retrying on the next sweep"),
+        }
+    }
+
+    async fn dispatch_one(&mut self, run_id: RunId) {
+        let result = async {
+            let row: Option<(i64, i32, String)> =
+                sqlx::query_as("SELECT id, attempt, queue FROM runs WHERE id = $1 AND status = 'queued'")
+                    .bind(run_id.0)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some(row) = row {
+                self.push(row).await?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::warn!(run.id = %run_id, error = format!("{err:#}"), "dispatching a run failed; the next sweep retries");
+        }
+    }
+
+    /// Pushes every queued run, in the order they should start.
+    pub async fn dispatch_all(&mut self) -> anyhow::Result<usize> {
+        let rows: Vec<(i64, i32, String)> = sqlx::query_as(
+            "SELECT id, attempt, queue FROM runs WHERE status = 'queued'
+             ORDER BY queue, priority DESC, id LIMIT $1",
+        )
+        .bind(SWEEP_LIMIT)
+        .fetch_all(&self.pool)
+        .await?;
+        let count = rows.len();
+        for row in rows {
+            self.push(row).await?;
+        }
+        Ok(count)
+    }
+
+    async fn push(&mut self, (run_id, attempt, queue): (i64, i32, String)) -> anyhow::Result<()> {
+        let storage = self
+            .queues
+            .entry(queue)
+            .or_insert_with_key(|queue| cairn_queue::storage(self.redis.clone(), &self.settings.queue_prefix, queue));
+        // The job starts the attempt after the last one begun.
+        cairn_queue::push(storage, RunJob::new(RunId(run_id), attempt + 1)).await
+    }
+}

@@ -3,9 +3,7 @@ use cairn_trainer::{Settings, Worker};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into()))
-        .init();
+    init_tracing();
     let settings = Settings::from_env().map_err(anyhow::Error::msg).context("reading settings")?;
     let worker = Worker::build(settings).await?;
     worker.run_until(shutdown_signal()).await
@@ -19,4 +17,14 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     tracing::info!("shutting down: finishing the run in progress");
+}
+
+/// Logs to stderr, filtered by `CAIRN_LOG` (default `info`); colours only on a terminal.
+fn init_tracing() {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into()))
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
 }

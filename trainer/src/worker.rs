@@ -4,9 +4,8 @@
 use crate::{device, execute::Executor, settings::Settings, store::Store};
 use anyhow::Context;
 use apalis::prelude::*;
-use apalis_redis::{Config as QueueConfig, ConnectionManager, RedisStorage};
 use cairn_datasets::DataDir;
-use cairn_domain::{RunJob, job::RUN_JOB_VERSION, job::queue_key};
+use cairn_domain::{RunJob, job::RUN_JOB_VERSION};
 use sqlx::postgres::PgPoolOptions;
 use std::{future::Future, sync::Arc, time::Duration};
 use tokio::sync::Semaphore;
@@ -15,7 +14,7 @@ use tracing::Instrument;
 pub struct Worker {
     settings: Settings,
     state: Arc<WorkerState>,
-    redis: ConnectionManager,
+    redis: cairn_queue::Connection,
 }
 
 struct WorkerState {
@@ -43,7 +42,7 @@ impl Worker {
             .register_worker(&settings.worker_id, &crate::settings::host_name(), &described, &settings.queues)
             .await
             .context("registering the worker")?;
-        let redis = queue_connection(&settings.redis_url).await?;
+        let redis = cairn_queue::connect(&settings.redis_url).await?;
         tracing::info!(worker.id = %settings.worker_id, device = %described, queues = ?settings.queues, "worker ready");
         let executor = Executor {
             store: store.clone(),
@@ -65,8 +64,7 @@ impl Worker {
         let heartbeat = tokio::spawn(heartbeat(self.state.clone(), self.settings.heartbeat_interval));
         let mut monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
         for queue in &self.settings.queues {
-            let storage = RedisStorage::<RunJob>::new(self.redis.clone())
-                .with_config(queue_config(&self.settings.queue_prefix, queue))
+            let storage = cairn_queue::storage(self.redis.clone(), &self.settings.queue_prefix, queue)
                 .poll_with_interval(self.settings.poll_interval);
             let state = self.state.clone();
             // A unique apalis name per process start: reusing one within its heartbeat window
@@ -85,29 +83,6 @@ impl Worker {
         heartbeat.abort();
         result.context("the job monitor failed")
     }
-}
-
-/// The queue settings shared by every worker: one job at a time (a buffered batch gets no
-/// heartbeats and other workers would steal it), and orphans re-enqueued after 30 s.
-fn queue_config(prefix: &str, queue: &str) -> QueueConfig {
-    QueueConfig::default()
-        .queue(queue_key(prefix, queue))
-        .batch_size(1)
-        .heartbeat_interval(Duration::from_secs(10))
-        .missed_heartbeats(3)
-}
-
-/// A Redis connection that reconnects by itself, with a response timeout long enough for a
-/// loaded server (the default 500 ms turns a slow reply into a fatal stream error).
-pub async fn queue_connection(url: &str) -> anyhow::Result<ConnectionManager> {
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_connection_timeout(Some(Duration::from_secs(5)));
-    apalis_redis::Client::open(url)
-        .context("parsing the Redis URL")?
-        .get_connection_manager_with_config(config)
-        .await
-        .context("connecting to Redis")
 }
 
 async fn handle_job(job: RunJob, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {

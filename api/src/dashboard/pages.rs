@@ -1,0 +1,185 @@
+use super::{
+    chart::{self, Series},
+    forms::{FieldErrors, TrainForm},
+    view::*,
+};
+use crate::{
+    error::ApiError,
+    routes::{NewExperiment, cancel_run as cancel, create_experiment as create},
+    startup::AppState,
+    store::{self, metrics::Series as MetricSeries, runs::ListFilter},
+    submit::{RunSubmission, submit_run as submit},
+};
+use actix_web::{HttpResponse, get, http::header, post, web};
+use cairn_domain::RunKind;
+use serde::Deserialize;
+
+const RUNS_PER_PAGE: i64 = 100;
+
+fn see_other(location: String) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+}
+
+#[get("/")]
+pub async fn experiments_page(state: web::Data<AppState>) -> Result<ExperimentsPage, PageError> {
+    let experiments = store::experiments::list(&state.pool).await?;
+    Ok(ExperimentsPage { experiments, name: String::new(), description: String::new(), error: None })
+}
+
+#[derive(Deserialize)]
+pub struct ExperimentForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[post("/experiments")]
+pub async fn create_experiment_form(state: web::Data<AppState>, form: web::Form<ExperimentForm>) -> Result<HttpResponse, PageError> {
+    let form = form.into_inner();
+    let new = NewExperiment { name: form.name.clone(), description: form.description.clone() };
+    match create(&state, new).await {
+        Ok(experiment) => Ok(see_other(format!("/experiments/{}", experiment.id))),
+        Err(err @ (ApiError::Invalid(_) | ApiError::Conflict { .. })) => {
+            let experiments = store::experiments::list(&state.pool).await?;
+            let page = ExperimentsPage { experiments, name: form.name, description: form.description, error: Some(err.message()) };
+            Ok(HttpResponse::UnprocessableEntity().content_type("text/html; charset=utf-8").body(render(&page)?))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    before: Option<i64>,
+}
+
+#[get("/experiments/{id}")]
+pub async fn experiment_page(state: web::Data<AppState>, id: web::Path<i64>, query: web::Query<PageQuery>) -> Result<ExperimentPage, PageError> {
+    let experiment = store::experiments::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("experiment"))?;
+    let filter = ListFilter { experiment_id: Some(experiment.id), status: None, before_id: query.before, limit: RUNS_PER_PAGE };
+    let rows = store::runs::list(&state.pool, &filter).await?;
+    let next_before = (rows.len() as i64 == RUNS_PER_PAGE).then(|| rows.last().map(|row| row.run.id)).flatten();
+    Ok(ExperimentPage { experiment, runs: rows.iter().map(RunLine::new).collect(), next_before })
+}
+
+#[get("/experiments/{id}/new")]
+pub async fn new_run_page(state: web::Data<AppState>, id: web::Path<i64>) -> Result<NewRunPage, PageError> {
+    let experiment = store::experiments::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("experiment"))?;
+    Ok(NewRunPage { experiment, form: TrainForm::defaults(), errors: FieldErrors::default(), datasets: state.data_dir.available() })
+}
+
+#[post("/experiments/{id}/new")]
+pub async fn submit_run_form(state: web::Data<AppState>, id: web::Path<i64>, form: web::Form<TrainForm>) -> Result<HttpResponse, PageError> {
+    let experiment = store::experiments::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("experiment"))?;
+    let form = form.into_inner();
+    let errors = match form.to_request() {
+        Ok(params) => match submit(&state, experiment.id, RunSubmission { kind: RunKind::Train, params, queue: None, priority: None }).await {
+            Ok(run) => return Ok(see_other(format!("/runs/{}", run.id))),
+            Err(err @ ApiError::Invalid(_)) => {
+                let mut errors = FieldErrors::default();
+                let field = err.field().unwrap_or_default();
+                errors.add(field.strip_prefix("params.").unwrap_or(field), err.message());
+                errors
+            }
+            Err(err) => return Err(err.into()),
+        },
+        Err(errors) => errors,
+    };
+    let page = NewRunPage { experiment, form, errors, datasets: state.data_dir.available() };
+    Ok(HttpResponse::UnprocessableEntity().content_type("text/html; charset=utf-8").body(render(&page)?))
+}
+
+#[get("/runs/{id}")]
+pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> Result<RunPage, PageError> {
+    let run = store::runs::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("run"))?;
+    let experiment = store::experiments::get(&state.pool, run.experiment_id).await?.ok_or(ApiError::NotFound("experiment"))?;
+    let series = store::metrics::series(&state.pool, run.id, None).await?;
+    let artifacts = store::runs::artifacts(&state.pool, run.id).await?;
+    let params = match &run.params {
+        serde_json::Value::Object(map) => map.iter().map(|(key, value)| (key.clone(), plain(value))).collect(),
+        other => vec![("params".to_owned(), plain(other))],
+    };
+    let status = run.status();
+    let steps_per_epoch = steps_per_epoch(&run.params);
+    Ok(RunPage {
+        live: status.is_some_and(|s| !s.is_finished()),
+        cancellable: status.is_some_and(|s| !s.is_finished()) && run.cancel_requested_at.is_none(),
+        epochs: epoch_lines(&series),
+        summaries: series.iter().map(summary).collect(),
+        charts: charts(&series, steps_per_epoch),
+        params,
+        artifacts,
+        experiment,
+        run,
+    })
+}
+
+#[post("/runs/{id}/cancel")]
+pub async fn cancel_run_form(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, PageError> {
+    match cancel(&state, *id).await {
+        Ok(_) | Err(ApiError::Conflict { .. }) => Ok(see_other(format!("/runs/{}", *id))),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn render(page: &impl askama::Template) -> Result<String, PageError> {
+    page.render().map_err(|err| PageError(ApiError::Internal(err.to_string())))
+}
+
+fn steps_per_epoch(params: &serde_json::Value) -> Option<f64> {
+    let range = params.get("train_range")?.as_array()?;
+    let len = range.get(1)?.as_f64()? - range.first()?.as_f64()?;
+    let batch = params.get("batch_size")?.as_f64()?;
+    Some((len / batch).ceil())
+}
+
+fn find<'a>(series: &'a [MetricSeries], key: &str) -> Option<&'a MetricSeries> {
+    series.iter().find(|s| s.key == key)
+}
+
+fn epoch_lines(series: &[MetricSeries]) -> Vec<EpochLine> {
+    let value_at = |key: &str, epoch: i64| find(series, key)?.points.iter().find(|p| p.step == epoch).map(|p| p.value);
+    let Some(accuracy) = find(series, "val_accuracy") else { return Vec::new() };
+    accuracy
+        .points
+        .iter()
+        .map(|point| EpochLine {
+            epoch: point.step,
+            train_loss: value_at("epoch_train_loss", point.step).map(number).unwrap_or_default(),
+            val_loss: value_at("val_loss", point.step).map(number).unwrap_or_default(),
+            val_accuracy: percent(point.value),
+            seconds: value_at("epoch_seconds", point.step).map(seconds).unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn summary(series: &MetricSeries) -> SeriesSummary {
+    let values = series.points.iter().map(|p| p.value);
+    SeriesSummary {
+        key: series.key.clone(),
+        count: series.count,
+        last: series.points.last().map(|p| number(p.value)).unwrap_or_default(),
+        min: number(values.clone().fold(f64::INFINITY, f64::min)),
+        max: number(values.fold(f64::NEG_INFINITY, f64::max)),
+    }
+}
+
+/// Loss against training step (per-epoch losses placed at the end of their epoch), and
+/// validation accuracy against epoch.
+fn charts(series: &[MetricSeries], steps_per_epoch: Option<f64>) -> Vec<chart::Chart> {
+    let points = |key: &str, scale: f64| -> Option<Series> {
+        let s = find(series, key)?;
+        Some(Series { label: key.replace('_', " "), points: s.points.iter().map(|p| (p.step as f64 * scale, p.value)).collect() })
+    };
+    let epoch_scale = steps_per_epoch.unwrap_or(1.0);
+    let losses: Vec<Series> = [points("train_loss", 1.0), points("epoch_train_loss", epoch_scale), points("val_loss", epoch_scale)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let accuracy: Vec<Series> = points("val_accuracy", 1.0).into_iter().collect();
+    [chart::line_chart("Loss", "step", "cross-entropy", losses), chart::line_chart("Validation accuracy", "epoch", "accuracy (fraction)", accuracy)]
+        .into_iter()
+        .flatten()
+        .collect()
+}

@@ -1,0 +1,164 @@
+//! What the templates show, formatted on the server.
+use super::{chart::Chart, forms::{FieldErrors, TrainForm}};
+use crate::{
+    error::ApiError,
+    store::{experiments::{Experiment, ExperimentSummary}, runs::{Artifact, Run, RunRow}},
+};
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use askama::Template;
+use chrono::{DateTime, Utc};
+
+#[derive(Template, askama_web::WebTemplate)]
+#[template(path = "experiments.html")]
+pub struct ExperimentsPage {
+    pub experiments: Vec<ExperimentSummary>,
+    pub name: String,
+    pub description: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template, askama_web::WebTemplate)]
+#[template(path = "experiment.html")]
+pub struct ExperimentPage {
+    pub experiment: Experiment,
+    pub runs: Vec<RunLine>,
+    pub next_before: Option<i64>,
+}
+
+#[derive(Template, askama_web::WebTemplate)]
+#[template(path = "new_run.html")]
+pub struct NewRunPage {
+    pub experiment: Experiment,
+    pub form: TrainForm,
+    pub errors: FieldErrors,
+    pub datasets: Vec<String>,
+}
+
+#[derive(Template, askama_web::WebTemplate)]
+#[template(path = "run.html")]
+pub struct RunPage {
+    pub run: Run,
+    pub experiment: Experiment,
+    pub params: Vec<(String, String)>,
+    pub epochs: Vec<EpochLine>,
+    pub summaries: Vec<SeriesSummary>,
+    pub charts: Vec<Chart>,
+    pub artifacts: Vec<Artifact>,
+    /// Queued or running: the page reloads itself until the run ends.
+    pub live: bool,
+    pub cancellable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub status: u16,
+    pub message: String,
+}
+
+/// One row of a runs table.
+pub struct RunLine {
+    pub id: i64,
+    pub status: String,
+    pub dataset: String,
+    pub epochs: String,
+    pub batch_size: String,
+    pub learning_rate: String,
+    pub optimizer: String,
+    pub val_accuracy: String,
+    pub duration: String,
+    pub created: String,
+}
+
+impl RunLine {
+    pub fn new(row: &RunRow) -> Self {
+        let param = |name: &str| row.run.params.get(name).map(plain).unwrap_or_default();
+        Self {
+            id: row.run.id,
+            status: row.run.status.clone(),
+            dataset: param("dataset"),
+            epochs: param("epochs"),
+            batch_size: param("batch_size"),
+            learning_rate: param("learning_rate"),
+            optimizer: param("optimizer"),
+            val_accuracy: row.val_accuracy.map(percent).unwrap_or_default(),
+            duration: row.run.duration_seconds().map(seconds).unwrap_or_default(),
+            created: timestamp(&row.run.created_at),
+        }
+    }
+}
+
+pub struct EpochLine {
+    pub epoch: i64,
+    pub train_loss: String,
+    pub val_loss: String,
+    pub val_accuracy: String,
+    pub seconds: String,
+}
+
+pub struct SeriesSummary {
+    pub key: String,
+    pub count: usize,
+    pub last: String,
+    pub min: String,
+    pub max: String,
+}
+
+/// A JSON value as a person reads it: strings without quotes.
+pub fn plain(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(" .. "),
+        other => other.to_string(),
+    }
+}
+
+pub fn percent(value: f64) -> String {
+    format!("{:.2}%", value * 100.0)
+}
+
+pub fn number(value: f64) -> String {
+    if value.abs() >= 1e4 || (value != 0.0 && value.abs() < 1e-3) { format!("{value:.3e}") } else { format!("{value:.4}") }
+}
+
+pub fn seconds(value: f64) -> String {
+    if value < 120.0 { format!("{value:.1} s") } else { format!("{:.1} min", value / 60.0) }
+}
+
+pub fn timestamp(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// A dashboard failure, shown as a page rather than JSON.
+#[derive(Debug)]
+pub struct PageError(pub ApiError);
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for PageError {
+    fn from(err: E) -> Self {
+        Self(err.into())
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(detail) = &self.0 {
+            tracing::error!(error = %detail, "page failed");
+        }
+        let status = self.status_code();
+        let page = ErrorPage { status: status.as_u16(), message: self.0.message() };
+        match page.render() {
+            Ok(html) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(html),
+            Err(_) => HttpResponse::build(status).body(self.0.message()),
+        }
+    }
+}

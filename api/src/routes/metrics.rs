@@ -1,0 +1,71 @@
+use crate::{error::ApiError, extract::JsonBody, startup::AppState, store};
+use actix_web::{HttpResponse, get, post, web};
+use serde::Deserialize;
+use serde_json::json;
+
+pub const MAX_POINTS: usize = 10_000;
+pub const MAX_KEY_CHARS: usize = 128;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesQuery {
+    key: Option<String>,
+}
+
+/// `GET /api/v1/runs/{id}/metrics?key=`: each series with its number of points.
+#[get("/runs/{id}/metrics")]
+pub async fn get(state: web::Data<AppState>, id: web::Path<i64>, query: web::Query<SeriesQuery>) -> Result<HttpResponse, ApiError> {
+    let run = store::runs::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("run"))?;
+    let series = store::metrics::series(&state.pool, run.id, query.key.as_deref()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "run_id": run.id, "series": series })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricBatch {
+    points: Vec<MetricPoint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricPoint {
+    key: String,
+    step: i64,
+    value: f64,
+}
+
+/// `POST /api/v1/runs/{id}/metrics`: up to 10,000 points in one statement. Writing a point
+/// again (same run, key and step) changes nothing, so a client can retry a batch safely.
+#[post("/runs/{id}/metrics")]
+pub async fn ingest(state: web::Data<AppState>, id: web::Path<i64>, body: JsonBody<MetricBatch>) -> Result<HttpResponse, ApiError> {
+    let points = body.0.points;
+    if points.is_empty() || points.len() > MAX_POINTS {
+        return Err(ApiError::invalid("points", format!("must hold 1 to {MAX_POINTS} points")));
+    }
+    let mut keys = Vec::with_capacity(points.len());
+    let mut steps = Vec::with_capacity(points.len());
+    let mut values = Vec::with_capacity(points.len());
+    for (index, point) in points.into_iter().enumerate() {
+        let valid_key = !point.key.is_empty()
+            && point.key.chars().count() <= MAX_KEY_CHARS
+            && point.key.chars().all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c));
+        if !valid_key {
+            return Err(ApiError::invalid(
+                format!("points[{index}].key"),
+                format!("must be 1 to {MAX_KEY_CHARS} characters of A-Z, a-z, 0-9, `_`, `.`, `/` and `-`"),
+            ));
+        }
+        if point.step < 0 {
+            return Err(ApiError::invalid(format!("points[{index}].step"), "must not be negative"));
+        }
+        if !point.value.is_finite() {
+            return Err(ApiError::invalid(format!("points[{index}].value"), "must be a finite number"));
+        }
+        keys.push(point.key);
+        steps.push(point.step);
+        values.push(point.value);
+    }
+    let run = store::runs::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("run"))?;
+    let inserted = store::metrics::insert(&state.pool, run.id, &keys, &steps, &values).await?;
+    Ok(HttpResponse::Ok().json(json!({ "accepted": keys.len(), "inserted": inserted })))
+}

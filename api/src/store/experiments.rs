@@ -1,0 +1,76 @@
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Experiment {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An experiment with what the experiments page shows about its runs.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ExperimentSummary {
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub experiment: Experiment,
+    pub runs: i64,
+    pub queued: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    /// The best final validation accuracy among its runs.
+    pub best_val_accuracy: Option<f64>,
+    pub last_activity_at: DateTime<Utc>,
+}
+
+pub enum Created {
+    Experiment(Experiment),
+    NameTaken,
+}
+
+pub async fn create(pool: &PgPool, name: &str, description: &str) -> sqlx::Result<Created> {
+    let row = sqlx::query_as(
+        "INSERT INTO experiments (name, description) VALUES ($1, $2)
+         ON CONFLICT (name) DO NOTHING RETURNING id, name, description, created_at",
+    )
+    .bind(name)
+    .bind(description)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map_or(Created::NameTaken, Created::Experiment))
+}
+
+pub async fn get(pool: &PgPool, id: i64) -> sqlx::Result<Option<Experiment>> {
+    sqlx::query_as("SELECT id, name, description, created_at FROM experiments WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<ExperimentSummary>> {
+    sqlx::query_as(
+        "SELECT e.id, e.name, e.description, e.created_at,
+                count(r.id) AS runs,
+                count(r.id) FILTER (WHERE r.status = 'queued') AS queued,
+                count(r.id) FILTER (WHERE r.status = 'running') AS running,
+                count(r.id) FILTER (WHERE r.status = 'succeeded') AS succeeded,
+                count(r.id) FILTER (WHERE r.status = 'failed') AS failed,
+                count(r.id) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+                max(acc.value) AS best_val_accuracy,
+                greatest(e.created_at, max(coalesce(r.finished_at, r.started_at, r.created_at))) AS last_activity_at
+         FROM experiments e
+         LEFT JOIN runs r ON r.experiment_id = e.id
+         LEFT JOIN LATERAL (
+             SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key = 'val_accuracy'
+             ORDER BY m.step DESC LIMIT 1
+         ) acc ON true
+         GROUP BY e.id
+         ORDER BY last_activity_at DESC, e.id DESC",
+    )
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,169 @@
+use cairn_domain::{RunKind, RunStatus};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// The columns of `Run`, for statements that alias `runs` as `r`. A macro so that statements
+/// stay `&'static str` (sqlx 0.9 refuses runtime-built SQL).
+macro_rules! run_columns {
+    () => {
+        "r.id, r.experiment_id, r.kind, r.status, r.params, r.parent_run_id, r.queue, r.priority,
+         r.attempt, r.worker_id, r.error, r.cancel_requested_at, r.created_at, r.started_at, r.finished_at"
+    };
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Run {
+    pub id: i64,
+    pub experiment_id: i64,
+    pub kind: String,
+    pub status: String,
+    pub params: serde_json::Value,
+    pub parent_run_id: Option<i64>,
+    pub queue: String,
+    pub priority: i32,
+    pub attempt: i32,
+    pub worker_id: Option<String>,
+    pub error: Option<String>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    pub fn status(&self) -> Option<RunStatus> {
+        self.status.parse().ok()
+    }
+
+    /// Wall time from start to finish, or to now while running.
+    pub fn duration_seconds(&self) -> Option<f64> {
+        let started = self.started_at?;
+        let end = self.finished_at.unwrap_or_else(Utc::now);
+        Some((end - started).num_milliseconds() as f64 / 1e3)
+    }
+}
+
+/// A run with its final validation accuracy, for tables.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RunRow {
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub run: Run,
+    pub val_accuracy: Option<f64>,
+}
+
+pub struct NewRun<'a> {
+    pub experiment_id: i64,
+    pub kind: RunKind,
+    pub params: serde_json::Value,
+    pub queue: &'a str,
+    pub priority: i32,
+}
+
+/// Records a queued run and tells the scheduler in the same transaction: once the commit
+/// returns, the run exists and will be pushed (by the notification, or by the next sweep).
+pub async fn create(pool: &PgPool, new: NewRun<'_>) -> sqlx::Result<Run> {
+    let mut tx = pool.begin().await?;
+    let run: Run = sqlx::query_as(concat!("INSERT INTO runs AS r (experiment_id, kind, params, queue, priority) VALUES ($1, $2, $3, $4, $5)
+         RETURNING ", run_columns!(), ""))
+    .bind(new.experiment_id)
+    .bind(new.kind.as_str())
+    .bind(&new.params)
+    .bind(new.queue)
+    .bind(new.priority)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("SELECT pg_notify('cairn_runs_queued', $1)")
+        .bind(run.id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(run)
+}
+
+pub async fn get(pool: &PgPool, id: i64) -> sqlx::Result<Option<Run>> {
+    sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs r WHERE r.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+pub struct ListFilter {
+    pub experiment_id: Option<i64>,
+    pub status: Option<RunStatus>,
+    /// Only runs with a smaller id (the cursor of the previous page).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// Runs newest first, with their final validation accuracy.
+pub async fn list(pool: &PgPool, filter: &ListFilter) -> sqlx::Result<Vec<RunRow>> {
+    sqlx::query_as(concat!("SELECT ", run_columns!(), ", acc.value AS val_accuracy
+         FROM runs r
+         LEFT JOIN LATERAL (
+             SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key = 'val_accuracy'
+             ORDER BY m.step DESC LIMIT 1
+         ) acc ON true
+         WHERE ($1::bigint IS NULL OR r.experiment_id = $1)
+           AND ($2::text IS NULL OR r.status = $2)
+           AND ($3::bigint IS NULL OR r.id < $3)
+         ORDER BY r.id DESC
+         LIMIT $4"))
+    .bind(filter.experiment_id)
+    .bind(filter.status.map(RunStatus::as_str))
+    .bind(filter.before_id)
+    .bind(filter.limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub enum CancelOutcome {
+    /// It was queued and is now cancelled.
+    Cancelled(Run),
+    /// It is running; its worker stops it at the next step.
+    Requested(Run),
+    AlreadyFinished(Run),
+    NotFound,
+}
+
+pub async fn cancel(pool: &PgPool, id: i64) -> sqlx::Result<CancelOutcome> {
+    let cancelled: Option<Run> = sqlx::query_as(concat!("UPDATE runs r SET status = 'cancelled', finished_at = now(), cancel_requested_at = now(),
+                error = 'cancelled before it started'
+         WHERE r.id = $1 AND r.status = 'queued' RETURNING ", run_columns!(), ""))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(run) = cancelled {
+        return Ok(CancelOutcome::Cancelled(run));
+    }
+    let requested: Option<Run> = sqlx::query_as(concat!("UPDATE runs r SET cancel_requested_at = coalesce(cancel_requested_at, now())
+         WHERE r.id = $1 AND r.status = 'running' RETURNING ", run_columns!(), ""))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(run) = requested {
+        return Ok(CancelOutcome::Requested(run));
+    }
+    Ok(match get(pool, id).await? {
+        Some(run) => CancelOutcome::AlreadyFinished(run),
+        None => CancelOutcome::NotFound,
+    })
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Artifact {
+    pub id: i64,
+    pub kind: String,
+    pub path: String,
+    pub bytes: i64,
+    pub sha256: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn artifacts(pool: &PgPool, run_id: i64) -> sqlx::Result<Vec<Artifact>> {
+    sqlx::query_as("SELECT id, kind, path, bytes, sha256, created_at FROM artifacts WHERE run_id = $1 ORDER BY id")
+        .bind(run_id)
+        .fetch_all(pool)
+        .await
+}
