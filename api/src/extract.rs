@@ -53,8 +53,8 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => ("malformed_json", None),
             serde_json::error::Category::Io => ("unreadable_body", None),
             serde_json::error::Category::Data => {
-                if let Some(name) = backticked(&message, "unknown field `") {
-                    ("unknown_field", Some(join_path(&path, name)))
+                if backticked(&message, "unknown field `").is_some() {
+                    ("unknown_field", Some(path))
                 } else if let Some(name) = backticked(&message, "missing field `") {
                     ("missing_field", Some(join_path(&path, name)))
                 } else {
@@ -72,8 +72,7 @@ fn backticked<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
     rest.split('`').next()
 }
 
-/// serde_path_to_error reports the object holding an unknown or missing field; the error
-/// names the field itself.
+/// serde_path_to_error reports the object holding a missing field; the error names the field.
 fn join_path(parent: &str, name: &str) -> String {
     if parent == "." || parent.is_empty() { name.to_owned() } else { format!("{parent}.{name}") }
 }

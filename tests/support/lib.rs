@@ -1,0 +1,268 @@
+//! End-to-end test support: a fresh, migrated database per test, a Redis key prefix per test,
+//! and the real API, scheduler and worker started in-process on port 0. Everything a test
+//! creates is removed when its `TestEnv` drops, whether the test passed or not.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+use sqlx::{PgPool, postgres::PgPoolOptions};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// The workspace root, from this crate's manifest folder.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Where the real MNIST test split lives: `CAIRN_TEST_DATA_DIR`, else `../shared/data`
+/// beside the checkout. Tests that need it fail (never skip) when it is missing.
+pub fn shared_data_dir() -> PathBuf {
+    let dir = std::env::var("CAIRN_TEST_DATA_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace_root().join("../shared/data"));
+    assert!(dir.join("mnist").is_dir(), "the MNIST data folder {} is missing", dir.join("mnist").display());
+    dir.canonicalize().unwrap()
+}
+
+fn admin_url() -> String {
+    std::env::var("CAIRN_TEST_ADMIN_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn redis_url() -> String {
+    std::env::var("CAIRN_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A process started in-process, stopped when dropped.
+pub struct Service {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Service {
+    fn spawn<F>(run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
+    where
+        F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        Self { stop: Some(stop), task: Some(tokio::spawn(run(stopped))) }
+    }
+
+    /// Asks the service to stop and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+pub struct TestEnv {
+    pub database_url: String,
+    database: String,
+    pub pool: PgPool,
+    pub queue_prefix: String,
+    pub artifact_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub base_url: String,
+    pub http: reqwest::Client,
+    _api: Service,
+}
+
+impl TestEnv {
+    /// A fresh database and the API serving it; no scheduler or worker yet.
+    pub async fn new() -> Self {
+        Self::with_data_dir(shared_data_dir()).await
+    }
+
+    pub async fn with_data_dir(data_dir: PathBuf) -> Self {
+        let id = ulid::Ulid::generate().to_string().to_lowercase();
+        let database = format!("cairn_test_{id}");
+        let admin = PgPoolOptions::new().max_connections(1).connect(&admin_url()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\""))).execute(&admin).await.unwrap();
+        admin.close().await;
+        let database_url = format!("{}/{database}", admin_url().rsplit_once('/').unwrap().0);
+        let pool = PgPoolOptions::new().max_connections(5).connect(&database_url).await.unwrap();
+        cairn_api::MIGRATOR.run(&pool).await.unwrap();
+
+        let artifact_dir = std::env::temp_dir().join(format!("cairn-test-artifacts-{id}"));
+        let settings = cairn_api::Settings {
+            bind: "127.0.0.1:0".to_owned(),
+            database_url: database_url.clone(),
+            redis_url: redis_url(),
+            data_dir: data_dir.clone(),
+            max_body_bytes: 1 << 20,
+            http_workers: 2,
+        };
+        let app = cairn_api::Application::build(settings).await.unwrap();
+        let base_url = format!("http://127.0.0.1:{}", app.port());
+        let api = Service::spawn(|stopped| async move {
+            tokio::select! {
+                result = app.run_until_stopped() => Ok(result?),
+                _ = stopped => Ok(()),
+            }
+        });
+        Self {
+            database_url,
+            database,
+            pool,
+            queue_prefix: format!("cairn-test-{id}"),
+            artifact_dir,
+            data_dir,
+            base_url,
+            http: reqwest::Client::new(),
+            _api: api,
+        }
+    }
+
+    pub async fn start_scheduler(&self) -> Service {
+        let settings = cairn_scheduler::Settings {
+            database_url: self.database_url.clone(),
+            redis_url: redis_url(),
+            queue_prefix: self.queue_prefix.clone(),
+            sweep_interval: Duration::from_millis(500),
+        };
+        let scheduler = cairn_scheduler::Scheduler::build(settings).await.unwrap();
+        Service::spawn(|stopped| scheduler.run_until(async move {
+            let _ = stopped.await;
+        }))
+    }
+
+    pub fn worker_settings(&self) -> cairn_trainer::Settings {
+        cairn_trainer::Settings {
+            database_url: self.database_url.clone(),
+            redis_url: redis_url(),
+            queue_prefix: self.queue_prefix.clone(),
+            queues: vec!["default".to_owned()],
+            data_dir: self.data_dir.clone(),
+            artifact_dir: self.artifact_dir.clone(),
+            worker_id: format!("test-worker-{}", ulid::Ulid::generate()),
+            torch_threads: 2,
+            poll_interval: Duration::from_millis(50),
+            heartbeat_interval: Duration::from_millis(250),
+        }
+    }
+
+    pub async fn start_worker(&self) -> Service {
+        let worker = cairn_trainer::Worker::build(self.worker_settings()).await.unwrap();
+        Service::spawn(|stopped| worker.run_until(async move {
+            let _ = stopped.await;
+        }))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_html(&self, path: &str) -> (u16, String) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, body.to_string()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response =
+            self.http.post(self.url(path)).header("content-type", "application/json").body(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn create_experiment(&self, name: &str) -> i64 {
+        let (status, body) = self.post("/api/v1/experiments", &json!({ "name": name })).await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// Submits a train run and returns its id.
+    pub async fn submit_train(&self, experiment: i64, params: Value) -> i64 {
+        let (status, body) = self.post(&format!("/api/v1/experiments/{experiment}/runs"), &json!({"kind": "train", "params": params})).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["status"], "queued");
+        body["id"].as_i64().unwrap()
+    }
+
+    /// Polls the run until its status is one of `statuses`, failing with what was seen.
+    pub async fn wait_for_status(&self, run_id: i64, statuses: &[&str], timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, run) = self.get(&format!("/api/v1/runs/{run_id}")).await;
+            if statuses.iter().any(|s| run["status"] == *s) {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run {run_id} did not reach {statuses:?} within {timeout:?}; last seen: {run}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(&self.pool).await.unwrap()
+    }
+
+    /// Redis keys under this test's queue prefix.
+    pub async fn queue_keys(&self) -> Vec<String> {
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("KEYS").arg(format!("{}:*", self.queue_prefix)).query_async(&mut conn).await.unwrap()
+    }
+
+    /// Deletes this test's queue from Redis, as a `FLUSHALL` would (without touching other
+    /// tests running beside it).
+    pub async fn flush_queue(&self) {
+        let keys = self.queue_keys().await;
+        if keys.is_empty() {
+            return;
+        }
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot block on async work: clean up on
+        // a thread with a runtime of its own.
+        let database = self.database.clone();
+        let prefix = self.queue_prefix.clone();
+        let artifacts = self.artifact_dir.clone();
+        let pool = self.pool.clone();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                pool.close().await;
+                if let Ok(admin) = PgPoolOptions::new().max_connections(1).connect(&admin_url()).await {
+                    let drop = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+                }
+                if let Ok(client) = redis::Client::open(redis_url())
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                    }
+                }
+            });
+            let _ = std::fs::remove_dir_all(artifacts);
+        });
+        let _ = cleanup.join();
+    }
+}
