@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
-    let libtorch = std::env::var("LIBTORCH")
-        .expect("LIBTORCH is not set: run `./dev up` once, which installs torch 2.11.0");
+    let libtorch =
+        std::env::var("LIBTORCH").expect("LIBTORCH is not set: run `./dev up` once, which installs torch 2.11.0");
     // Resolve the `.cairn/libtorch` link so binaries do not depend on the checkout they were
     // built from.
     let lib_dir = std::fs::canonicalize(PathBuf::from(&libtorch).join("lib"))

@@ -11,12 +11,22 @@ const RETRY_AFTER_SECONDS: u32 = 2;
 #[derive(Debug)]
 pub enum ApiError {
     /// The body or query is not what the endpoint reads: bad JSON, wrong type, unknown field.
-    BadRequest { code: &'static str, message: String, field: Option<String> },
+    BadRequest {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
     /// Well-formed input that breaks a rule.
     Invalid(ValidationError),
     NotFound(&'static str),
-    Conflict { code: &'static str, message: String, field: Option<String> },
-    PayloadTooLarge { limit: usize },
+    Conflict {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
+    PayloadTooLarge {
+        limit: usize,
+    },
     /// Postgres or Redis cannot be reached: try again shortly.
     Unavailable(String),
     Internal(String),
@@ -59,7 +69,9 @@ impl ApiError {
             Self::BadRequest { message, .. } | Self::Conflict { message, .. } => message.clone(),
             Self::Invalid(err) => err.message.clone(),
             Self::NotFound(what) => format!("no such {what}"),
-            Self::PayloadTooLarge { limit } => format!("the request body is larger than {limit} bytes"),
+            Self::PayloadTooLarge { limit } => {
+                format!("the request body is larger than {limit} bytes")
+            }
             Self::Unavailable(what) => format!("{what} is unavailable; retry in a few seconds"),
             // Details stay in the log; the client learns only that it was our fault.
             Self::Internal(_) => "internal error".to_owned(),

@@ -50,6 +50,9 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let inner = err.into_inner();
         let message = inner.to_string();
         let (code, field) = match inner.classify() {
+            serde_json::error::Category::Syntax if message.starts_with("number out of range") => {
+                ("number_out_of_range", Some(path))
+            }
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => ("malformed_json", None),
             serde_json::error::Category::Io => ("unreadable_body", None),
             serde_json::error::Category::Data => {
@@ -112,8 +115,14 @@ mod tests {
 
     #[test]
     fn names_the_field_of_each_kind_of_bad_json() {
-        assert_eq!(error_of(r#"{"name": "a", "inner": {"count": "x"}}"#), ("invalid_type".into(), Some("inner.count".into())));
-        assert_eq!(error_of(r#"{"name": "a", "inner": {"count": 1, "extra": 2}}"#), ("unknown_field".into(), Some("inner.extra".into())));
+        assert_eq!(
+            error_of(r#"{"name": "a", "inner": {"count": "x"}}"#),
+            ("invalid_type".into(), Some("inner.count".into()))
+        );
+        assert_eq!(
+            error_of(r#"{"name": "a", "inner": {"count": 1, "extra": 2}}"#),
+            ("unknown_field".into(), Some("inner.extra".into()))
+        );
         assert_eq!(error_of(r#"{"inner": {"count": 1}}"#), ("missing_field".into(), Some("name".into())));
         assert_eq!(error_of(r#"{"name": "a", "#), ("malformed_json".into(), None));
     }

@@ -13,7 +13,9 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(port = app.port(), "api listening");
             Ok(app.run_until_stopped().await?)
         }
-        Some(other) => anyhow::bail!("unknown command `{other}`; expected no argument or `migrate`"),
+        Some(other) => {
+            anyhow::bail!("unknown command `{other}`; expected no argument or `migrate`")
+        }
     }
 }
 

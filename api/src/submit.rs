@@ -28,7 +28,10 @@ pub async fn submit_run(state: &AppState, experiment_id: i64, submission: RunSub
     }
     let params = validate_train(state, &submission.params).await?;
     let queue = submission.queue.as_deref().unwrap_or("default");
-    if queue.is_empty() || queue.len() > 64 || !queue.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+    if queue.is_empty()
+        || queue.len() > 64
+        || !queue.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
         return Err(ApiError::invalid("queue", "must be 1 to 64 characters of a-z, 0-9, `_` and `-`"));
     }
     let priority = submission.priority.unwrap_or(0);

@@ -9,7 +9,9 @@ use std::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    #[error("unknown dataset `{name}`: the data directory has no folder of IDX files by that name (available: {available})")]
+    #[error(
+        "unknown dataset `{name}`: the data directory has no folder of IDX files by that name (available: {available})"
+    )]
     Unknown { name: String, available: String },
     #[error("dataset `{name}` has several IDX pairs ({prefixes}); name one as `{name}/<prefix>`")]
     Ambiguous { name: String, prefixes: String },
@@ -63,14 +65,22 @@ impl DataDir {
     pub fn load(&self, name: &DatasetName, range: SampleRange) -> Result<Samples, DatasetError> {
         let out_of_range = |len| DatasetError::OutOfRange { name: name.to_string(), range, len };
         if name.is_synthetic() {
-            return if range.end <= synthetic::LEN { Ok(synthetic::samples(range)) } else { Err(out_of_range(synthetic::LEN)) };
+            return if range.end <= synthetic::LEN {
+                Ok(synthetic::samples(range))
+            } else {
+                Err(out_of_range(synthetic::LEN))
+            };
         }
         let pair = self.resolve(name)?;
         let images = read_whole(&pair.images, idx::read_images)?;
         let labels = read_whole(&pair.labels, idx::read_labels)?;
         let count = images.len() / IMAGE_PIXELS;
         if count != labels.len() {
-            return Err(DatasetError::CountMismatch { path: display(&pair.labels), images: count, labels: labels.len() });
+            return Err(DatasetError::CountMismatch {
+                path: display(&pair.labels),
+                images: count,
+                labels: labels.len(),
+            });
         }
         if range.end > count {
             return Err(out_of_range(count));
@@ -89,7 +99,10 @@ impl DataDir {
                 .flatten()
                 .filter(|entry| entry.path().is_dir())
                 .filter_map(|entry| entry.file_name().into_string().ok())
-                .filter(|folder| DatasetName::parse(folder).is_ok_and(|name| !idx_prefixes(&self.root.join(name.as_str())).is_empty()))
+                .filter(|folder| {
+                    DatasetName::parse(folder)
+                        .is_ok_and(|name| !idx_prefixes(&self.root.join(name.as_str())).is_empty())
+                })
                 .collect();
             folders.sort();
             names.extend(folders);
@@ -121,7 +134,11 @@ impl DataDir {
         let labels_name = chosen.1.replacen("images-idx3", "labels-idx1", 1);
         let labels = dir.join(&labels_name);
         if !labels.is_file() {
-            return Err(DatasetError::MissingLabels { name: name.to_string(), images: chosen.1.clone(), labels: labels_name });
+            return Err(DatasetError::MissingLabels {
+                name: name.to_string(),
+                images: chosen.1.clone(),
+                labels: labels_name,
+            });
         }
         Ok(IdxPair { images, labels })
     }
@@ -129,7 +146,9 @@ impl DataDir {
 
 /// `(prefix, file name)` of every `<prefix>-images-idx3-ubyte[.gz]` in `dir`, sorted.
 fn idx_prefixes(dir: &Path) -> Vec<(String, String)> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut found: Vec<(String, String)> = entries
         .flatten()
         .filter_map(|entry| entry.file_name().into_string().ok())

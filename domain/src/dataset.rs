@@ -29,9 +29,7 @@ impl DatasetName {
         for segment in &segments {
             let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.".contains(c);
             if segment.is_empty() || segment.starts_with('.') || !segment.chars().all(allowed) {
-                return Err(err(
-                    "may contain only a-z, 0-9, `_`, `-` and `.`, and no segment may start with `.`",
-                ));
+                return Err(err("may contain only a-z, 0-9, `_`, `-` and `.`, and no segment may start with `.`"));
             }
         }
         Ok(Self(name.to_owned()))

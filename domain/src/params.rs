@@ -188,7 +188,10 @@ mod tests {
             (json!({"dataset": "mnist", "epochs": 0}), "epochs"),
             (json!({"dataset": "mnist", "epochs": 1001}), "epochs"),
             (json!({"dataset": "mnist", "batch_size": 0}), "batch_size"),
-            (json!({"dataset": "mnist", "train_range": [0, 10], "validation_range": [10, 20], "batch_size": 11}), "batch_size"),
+            (
+                json!({"dataset": "mnist", "train_range": [0, 10], "validation_range": [10, 20], "batch_size": 11}),
+                "batch_size",
+            ),
             (json!({"dataset": "mnist", "learning_rate": -0.1}), "learning_rate"),
             (json!({"dataset": "mnist", "learning_rate": 0.0}), "learning_rate"),
             (json!({"dataset": "mnist", "learning_rate": 11.0}), "learning_rate"),

@@ -71,7 +71,9 @@ impl Scheduler {
         match step(self).await {
             Ok(0) => {}
             Ok(pushed) => tracing::debug!(runs = pushed, "swept queued runs"),
-            Err(err) => tracing::warn!(error = format!("{err:#}"), "dispatching queued runs failed; retrying on the next sweep"),
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), "dispatching queued runs failed; retrying on the next sweep")
+            }
         }
     }
 

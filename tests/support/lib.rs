@@ -19,7 +19,9 @@ pub fn workspace_root() -> PathBuf {
 /// Where the real MNIST test split lives: `CAIRN_TEST_DATA_DIR`, else `../shared/data`
 /// beside the checkout. Tests that need it fail (never skip) when it is missing.
 pub fn shared_data_dir() -> PathBuf {
-    let dir = std::env::var("CAIRN_TEST_DATA_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace_root().join("../shared/data"));
+    let dir = std::env::var("CAIRN_TEST_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("../shared/data"));
     assert!(dir.join("mnist").is_dir(), "the MNIST data folder {} is missing", dir.join("mnist").display());
     dir.canonicalize().unwrap()
 }
@@ -132,9 +134,11 @@ impl TestEnv {
             sweep_interval: Duration::from_millis(500),
         };
         let scheduler = cairn_scheduler::Scheduler::build(settings).await.unwrap();
-        Service::spawn(|stopped| scheduler.run_until(async move {
-            let _ = stopped.await;
-        }))
+        Service::spawn(|stopped| {
+            scheduler.run_until(async move {
+                let _ = stopped.await;
+            })
+        })
     }
 
     pub fn worker_settings(&self) -> cairn_trainer::Settings {
@@ -154,9 +158,11 @@ impl TestEnv {
 
     pub async fn start_worker(&self) -> Service {
         let worker = cairn_trainer::Worker::build(self.worker_settings()).await.unwrap();
-        Service::spawn(|stopped| worker.run_until(async move {
-            let _ = stopped.await;
-        }))
+        Service::spawn(|stopped| {
+            worker.run_until(async move {
+                let _ = stopped.await;
+            })
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -193,7 +199,9 @@ impl TestEnv {
 
     /// Submits a train run and returns its id.
     pub async fn submit_train(&self, experiment: i64, params: Value) -> i64 {
-        let (status, body) = self.post(&format!("/api/v1/experiments/{experiment}/runs"), &json!({"kind": "train", "params": params})).await;
+        let (status, body) = self
+            .post(&format!("/api/v1/experiments/{experiment}/runs"), &json!({"kind": "train", "params": params}))
+            .await;
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["status"], "queued");
         body["id"].as_i64().unwrap()
@@ -207,13 +215,19 @@ impl TestEnv {
             if statuses.iter().any(|s| run["status"] == *s) {
                 return run;
             }
-            assert!(Instant::now() < deadline, "run {run_id} did not reach {statuses:?} within {timeout:?}; last seen: {run}");
+            assert!(
+                Instant::now() < deadline,
+                "run {run_id} did not reach {statuses:?} within {timeout:?}; last seen: {run}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(&self.pool).await.unwrap()
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 
     /// Redis keys under this test's queue prefix.
@@ -243,11 +257,11 @@ impl Drop for TestEnv {
         let database = self.database.clone();
         let prefix = self.queue_prefix.clone();
         let artifacts = self.artifact_dir.clone();
-        let pool = self.pool.clone();
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
-                pool.close().await;
+                // FORCE ends the test's own connections too: closing its pool here would wait
+                // on the test's runtime, which is blocked on this thread.
                 if let Ok(admin) = PgPoolOptions::new().max_connections(1).connect(&admin_url()).await {
                     let drop = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
                     let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
@@ -255,7 +269,8 @@ impl Drop for TestEnv {
                 if let Ok(client) = redis::Client::open(redis_url())
                     && let Ok(mut conn) = client.get_multiplexed_async_connection().await
                 {
-                    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
+                    let keys: Vec<String> =
+                        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap_or_default();
                     if !keys.is_empty() {
                         let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
                     }

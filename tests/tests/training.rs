@@ -1,9 +1,12 @@
 //! A run's whole path through the real API, scheduler, Redis queue and worker.
 #![allow(clippy::unwrap_used)]
 
-use cairn_tests::TestEnv;
-use cairn_trainer::{checkpoint, model::{TensorData, evaluate}};
 use cairn_domain::{DatasetName, SampleRange};
+use cairn_tests::TestEnv;
+use cairn_trainer::{
+    checkpoint,
+    model::{TensorData, evaluate},
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -13,7 +16,12 @@ fn small_run(seed: i64) -> Value {
 }
 
 fn series<'a>(metrics: &'a Value, key: &str) -> &'a Value {
-    metrics["series"].as_array().unwrap().iter().find(|s| s["key"] == key).unwrap_or_else(|| panic!("no series {key} in {metrics}"))
+    metrics["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == key)
+        .unwrap_or_else(|| panic!("no series {key} in {metrics}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -49,7 +57,11 @@ async fn a_run_submitted_over_rest_trains_and_records_metrics_and_a_reloadable_c
     let (_vs, model) = checkpoint::load(&path, tch::Device::Cpu).unwrap();
     let samples = cairn_datasets_for_test::load(&env, SampleRange::new(9000, 9500));
     let reloaded = evaluate(&model, &TensorData::new(&samples, tch::Device::Cpu));
-    assert!((reloaded.accuracy - logged_accuracy).abs() < 1e-9, "reloaded {} vs logged {logged_accuracy}", reloaded.accuracy);
+    assert!(
+        (reloaded.accuracy - logged_accuracy).abs() < 1e-9,
+        "reloaded {} vs logged {logged_accuracy}",
+        reloaded.accuracy
+    );
 
     let (status, page) = env.get_html(&format!("/runs/{run_id}")).await;
     assert_eq!(status, 200);
@@ -121,6 +133,8 @@ mod cairn_datasets_for_test {
     use super::*;
 
     pub fn load(env: &TestEnv, range: SampleRange) -> cairn_datasets::Samples {
-        cairn_datasets::DataDir::new(&env.data_dir).load(&DatasetName::parse("synthetic-digits").unwrap(), range).unwrap()
+        cairn_datasets::DataDir::new(&env.data_dir)
+            .load(&DatasetName::parse("synthetic-digits").unwrap(), range)
+            .unwrap()
     }
 }

@@ -68,7 +68,11 @@ pub fn digest(path: &Path) -> anyhow::Result<(u64, String)> {
 mod tests {
     use super::*;
     use crate::model::evaluate;
-    use crate::training::{Outcome, tests::{Recorded, small_params, tensors}, train};
+    use crate::training::{
+        Outcome,
+        tests::{Recorded, small_params, tensors},
+        train,
+    };
 
     #[test]
     fn a_saved_checkpoint_reloads_to_the_same_accuracy() {

@@ -1,8 +1,7 @@
 //! Executing one claimed run: load its data, train on a blocking thread, stream metrics to
 //! Postgres, save the checkpoint, and record how it ended.
 use crate::{
-    checkpoint,
-    device,
+    checkpoint, device,
     model::TensorData,
     store::{ClaimedRun, Lease, MetricPoint, Store},
     training::{self, Outcome, Progress},
@@ -166,7 +165,9 @@ async fn watch_cancel(store: Store, lease: Lease, stop: Arc<AtomicBool>, every: 
                 return;
             }
             Ok(false) => {}
-            Err(err) => tracing::warn!(run.id = %lease.run_id, error = %err, "checking for cancel failed"),
+            Err(err) => {
+                tracing::warn!(run.id = %lease.run_id, error = %err, "checking for cancel failed")
+            }
         }
     }
 }

@@ -48,10 +48,9 @@ pub struct TensorData {
 impl TensorData {
     pub fn new(samples: &Samples, device: Device) -> Self {
         let side = IMAGE_SIDE as i64;
-        let images = Tensor::from_slice(&samples.images)
-            .view([samples.len() as i64, 1, side, side])
-            .to_kind(Kind::Float)
-            / 255.0;
+        let images =
+            Tensor::from_slice(&samples.images).view([samples.len() as i64, 1, side, side]).to_kind(Kind::Float)
+                / 255.0;
         let labels = Tensor::from_slice(&samples.labels).to_kind(Kind::Int64);
         Self { images: images.to_device(device), labels: labels.to_device(device) }
     }

@@ -120,7 +120,14 @@ impl Store {
         Ok(result.rows_affected())
     }
 
-    pub async fn insert_artifact(&self, lease: Lease, kind: &str, path: &str, bytes: u64, sha256: &str) -> sqlx::Result<bool> {
+    pub async fn insert_artifact(
+        &self,
+        lease: Lease,
+        kind: &str,
+        path: &str,
+        bytes: u64,
+        sha256: &str,
+    ) -> sqlx::Result<bool> {
         let result = sqlx::query(
             "INSERT INTO artifacts (run_id, kind, path, bytes, sha256)
              SELECT $1, $3, $4, $5, $6
@@ -139,7 +146,13 @@ impl Store {
     }
 
     /// Ends the attempt with a final status. `false` if the lease was lost meanwhile.
-    pub async fn finish(&self, lease: Lease, worker_id: &str, status: RunStatus, error: Option<&str>) -> sqlx::Result<bool> {
+    pub async fn finish(
+        &self,
+        lease: Lease,
+        worker_id: &str,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
         let result = sqlx::query(
             "UPDATE runs SET status = $3, error = $4, finished_at = now()

@@ -181,7 +181,11 @@ pub(crate) mod tests {
         let run = || {
             let mut recorded = Recorded::default();
             train(&params, &train_data, &val_data, Device::Cpu, &mut recorded).expect("trains");
-            recorded.points.into_iter().filter(|(key, _, _)| *key != keys::EPOCH_SECONDS && *key != keys::SAMPLES_PER_SECOND).collect::<Vec<_>>()
+            recorded
+                .points
+                .into_iter()
+                .filter(|(key, _, _)| *key != keys::EPOCH_SECONDS && *key != keys::SAMPLES_PER_SECOND)
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
     }

@@ -51,7 +51,8 @@ impl Worker {
             device,
             heartbeat_interval: settings.heartbeat_interval,
         };
-        let state = Arc::new(WorkerState { worker_id: settings.worker_id.clone(), store, executor, busy: Semaphore::new(1) });
+        let state =
+            Arc::new(WorkerState { worker_id: settings.worker_id.clone(), store, executor, busy: Semaphore::new(1) });
         Ok(Self { settings, state, redis })
     }
 
@@ -86,7 +87,8 @@ impl Worker {
 }
 
 async fn handle_job(job: RunJob, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!("run", run.id = %job.run_id, run.attempt = job.attempt, worker.id = %state.worker_id);
+    let span =
+        tracing::info_span!("run", run.id = %job.run_id, run.attempt = job.attempt, worker.id = %state.worker_id);
     state.run_job(job).instrument(span).await;
     Ok(())
 }
@@ -97,7 +99,9 @@ impl WorkerState {
             tracing::error!(job.version = job.version, "job written by an incompatible version; skipped");
             return;
         }
-        let Ok(_permit) = self.busy.acquire().await else { return };
+        let Ok(_permit) = self.busy.acquire().await else {
+            return;
+        };
         let Some(run) = self.claim(&job).await else {
             tracing::debug!("job is stale: the run was taken, cancelled or finished");
             return;
@@ -107,7 +111,9 @@ impl WorkerState {
         let end = self.executor.execute(run).await;
         let (status, error) = end.status_and_error();
         match error {
-            Some(error) if status == cairn_domain::RunStatus::Failed => tracing::error!(error, "run failed"),
+            Some(error) if status == cairn_domain::RunStatus::Failed => {
+                tracing::error!(error, "run failed")
+            }
             _ => tracing::info!(status = %status, "run ended"),
         }
         let mut backoff = Duration::from_millis(100);

@@ -86,7 +86,8 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: Vec<Series>
         .into_iter()
         .enumerate()
         .map(|(index, s)| {
-            let pixels: Vec<(f64, f64)> = s.points.iter().filter(|p| finite(p)).map(|&(x, y)| (to_x(x), to_y(y))).collect();
+            let pixels: Vec<(f64, f64)> =
+                s.points.iter().filter(|p| finite(p)).map(|&(x, y)| (to_x(x), to_y(y))).collect();
             let mut path = String::with_capacity(pixels.len() * 16);
             for (i, (x, y)) in pixels.iter().enumerate() {
                 path.push_str(if i == 0 { "M" } else { " L" });
@@ -163,10 +164,15 @@ mod tests {
 
     #[test]
     fn lines_stay_inside_the_plot_and_skip_non_finite_points() {
-        let chart = line_chart("Loss", "step", "loss", vec![
-            Series { label: "train".into(), points: vec![(1.0, 2.0), (2.0, f64::NAN), (3.0, 0.5)] },
-            Series { label: "val".into(), points: vec![(3.0, 0.7)] },
-        ])
+        let chart = line_chart(
+            "Loss",
+            "step",
+            "loss",
+            vec![
+                Series { label: "train".into(), points: vec![(1.0, 2.0), (2.0, f64::NAN), (3.0, 0.5)] },
+                Series { label: "val".into(), points: vec![(3.0, 0.7)] },
+            ],
+        )
         .expect("chart");
         assert_eq!(chart.lines.len(), 2);
         assert_eq!(chart.lines[0].dots.len(), 2);

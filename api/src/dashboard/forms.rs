@@ -64,9 +64,19 @@ impl TrainForm {
             epochs: integer(&mut errors, "epochs", &self.epochs),
             batch_size: integer(&mut errors, "batch_size", &self.batch_size),
             learning_rate: number(&mut errors, "learning_rate", &self.learning_rate),
-            optimizer: choice(&mut errors, "optimizer", &self.optimizer, &[("adam", Optimizer::Adam), ("sgd", Optimizer::Sgd)]),
+            optimizer: choice(
+                &mut errors,
+                "optimizer",
+                &self.optimizer,
+                &[("adam", Optimizer::Adam), ("sgd", Optimizer::Sgd)],
+            ),
             seed: integer(&mut errors, "seed", &self.seed),
-            device: choice(&mut errors, "device", &self.device, &[("auto", Device::Auto), ("cpu", Device::Cpu), ("cuda", Device::Cuda)]),
+            device: choice(
+                &mut errors,
+                "device",
+                &self.device,
+                &[("auto", Device::Auto), ("cpu", Device::Cpu), ("cuda", Device::Cuda)],
+            ),
             log_every: None,
         };
         if errors.is_empty() { Ok(request) } else { Err(errors) }

@@ -35,14 +35,22 @@ pub struct ExperimentForm {
 }
 
 #[post("/experiments")]
-pub async fn create_experiment_form(state: web::Data<AppState>, form: web::Form<ExperimentForm>) -> Result<HttpResponse, PageError> {
+pub async fn create_experiment_form(
+    state: web::Data<AppState>,
+    form: web::Form<ExperimentForm>,
+) -> Result<HttpResponse, PageError> {
     let form = form.into_inner();
     let new = NewExperiment { name: form.name.clone(), description: form.description.clone() };
     match create(&state, new).await {
         Ok(experiment) => Ok(see_other(format!("/experiments/{}", experiment.id))),
         Err(err @ (ApiError::Invalid(_) | ApiError::Conflict { .. })) => {
             let experiments = store::experiments::list(&state.pool).await?;
-            let page = ExperimentsPage { experiments, name: form.name, description: form.description, error: Some(err.message()) };
+            let page = ExperimentsPage {
+                experiments,
+                name: form.name,
+                description: form.description,
+                error: Some(err.message()),
+            };
             Ok(HttpResponse::UnprocessableEntity().content_type("text/html; charset=utf-8").body(render(&page)?))
         }
         Err(err) => Err(err.into()),
@@ -55,9 +63,14 @@ pub struct PageQuery {
 }
 
 #[get("/experiments/{id}")]
-pub async fn experiment_page(state: web::Data<AppState>, id: web::Path<i64>, query: web::Query<PageQuery>) -> Result<ExperimentPage, PageError> {
+pub async fn experiment_page(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    query: web::Query<PageQuery>,
+) -> Result<ExperimentPage, PageError> {
     let experiment = store::experiments::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("experiment"))?;
-    let filter = ListFilter { experiment_id: Some(experiment.id), status: None, before_id: query.before, limit: RUNS_PER_PAGE };
+    let filter =
+        ListFilter { experiment_id: Some(experiment.id), status: None, before_id: query.before, limit: RUNS_PER_PAGE };
     let rows = store::runs::list(&state.pool, &filter).await?;
     let next_before = (rows.len() as i64 == RUNS_PER_PAGE).then(|| rows.last().map(|row| row.run.id)).flatten();
     Ok(ExperimentPage { experiment, runs: rows.iter().map(RunLine::new).collect(), next_before })
@@ -66,15 +79,30 @@ pub async fn experiment_page(state: web::Data<AppState>, id: web::Path<i64>, que
 #[get("/experiments/{id}/new")]
 pub async fn new_run_page(state: web::Data<AppState>, id: web::Path<i64>) -> Result<NewRunPage, PageError> {
     let experiment = store::experiments::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("experiment"))?;
-    Ok(NewRunPage { experiment, form: TrainForm::defaults(), errors: FieldErrors::default(), datasets: state.data_dir.available() })
+    Ok(NewRunPage {
+        experiment,
+        form: TrainForm::defaults(),
+        errors: FieldErrors::default(),
+        datasets: state.data_dir.available(),
+    })
 }
 
 #[post("/experiments/{id}/new")]
-pub async fn submit_run_form(state: web::Data<AppState>, id: web::Path<i64>, form: web::Form<TrainForm>) -> Result<HttpResponse, PageError> {
+pub async fn submit_run_form(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    form: web::Form<TrainForm>,
+) -> Result<HttpResponse, PageError> {
     let experiment = store::experiments::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("experiment"))?;
     let form = form.into_inner();
     let errors = match form.to_request() {
-        Ok(params) => match submit(&state, experiment.id, RunSubmission { kind: RunKind::Train, params, queue: None, priority: None }).await {
+        Ok(params) => match submit(
+            &state,
+            experiment.id,
+            RunSubmission { kind: RunKind::Train, params, queue: None, priority: None },
+        )
+        .await
+        {
             Ok(run) => return Ok(see_other(format!("/runs/{}", run.id))),
             Err(err @ ApiError::Invalid(_)) => {
                 let mut errors = FieldErrors::default();
@@ -93,7 +121,8 @@ pub async fn submit_run_form(state: web::Data<AppState>, id: web::Path<i64>, for
 #[get("/runs/{id}")]
 pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> Result<RunPage, PageError> {
     let run = store::runs::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("run"))?;
-    let experiment = store::experiments::get(&state.pool, run.experiment_id).await?.ok_or(ApiError::NotFound("experiment"))?;
+    let experiment =
+        store::experiments::get(&state.pool, run.experiment_id).await?.ok_or(ApiError::NotFound("experiment"))?;
     let series = store::metrics::series(&state.pool, run.id, None).await?;
     let artifacts = store::runs::artifacts(&state.pool, run.id).await?;
     let params = match &run.params {
@@ -140,7 +169,9 @@ fn find<'a>(series: &'a [MetricSeries], key: &str) -> Option<&'a MetricSeries> {
 
 fn epoch_lines(series: &[MetricSeries]) -> Vec<EpochLine> {
     let value_at = |key: &str, epoch: i64| find(series, key)?.points.iter().find(|p| p.step == epoch).map(|p| p.value);
-    let Some(accuracy) = find(series, "val_accuracy") else { return Vec::new() };
+    let Some(accuracy) = find(series, "val_accuracy") else {
+        return Vec::new();
+    };
     accuracy
         .points
         .iter()
@@ -170,16 +201,23 @@ fn summary(series: &MetricSeries) -> SeriesSummary {
 fn charts(series: &[MetricSeries], steps_per_epoch: Option<f64>) -> Vec<chart::Chart> {
     let points = |key: &str, scale: f64| -> Option<Series> {
         let s = find(series, key)?;
-        Some(Series { label: key.replace('_', " "), points: s.points.iter().map(|p| (p.step as f64 * scale, p.value)).collect() })
+        Some(Series {
+            label: key.replace('_', " "),
+            points: s.points.iter().map(|p| (p.step as f64 * scale, p.value)).collect(),
+        })
     };
     let epoch_scale = steps_per_epoch.unwrap_or(1.0);
-    let losses: Vec<Series> = [points("train_loss", 1.0), points("epoch_train_loss", epoch_scale), points("val_loss", epoch_scale)]
-        .into_iter()
-        .flatten()
-        .collect();
+    let losses: Vec<Series> =
+        [points("train_loss", 1.0), points("epoch_train_loss", epoch_scale), points("val_loss", epoch_scale)]
+            .into_iter()
+            .flatten()
+            .collect();
     let accuracy: Vec<Series> = points("val_accuracy", 1.0).into_iter().collect();
-    [chart::line_chart("Loss", "step", "cross-entropy", losses), chart::line_chart("Validation accuracy", "epoch", "accuracy (fraction)", accuracy)]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        chart::line_chart("Loss", "step", "cross-entropy", losses),
+        chart::line_chart("Validation accuracy", "epoch", "accuracy (fraction)", accuracy),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }

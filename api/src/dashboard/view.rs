@@ -1,8 +1,14 @@
 //! What the templates show, formatted on the server.
-use super::{chart::Chart, forms::{FieldErrors, TrainForm}};
+use super::{
+    chart::Chart,
+    forms::{FieldErrors, TrainForm},
+};
 use crate::{
     error::ApiError,
-    store::{experiments::{Experiment, ExperimentSummary}, runs::{Artifact, Run, RunRow}},
+    store::{
+        experiments::{Experiment, ExperimentSummary},
+        runs::{Artifact, Run, RunRow},
+    },
 };
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use askama::Template;
@@ -118,7 +124,11 @@ pub fn percent(value: f64) -> String {
 }
 
 pub fn number(value: f64) -> String {
-    if value.abs() >= 1e4 || (value != 0.0 && value.abs() < 1e-3) { format!("{value:.3e}") } else { format!("{value:.4}") }
+    if value.abs() >= 1e4 || (value != 0.0 && value.abs() < 1e-3) {
+        format!("{value:.3e}")
+    } else {
+        format!("{value:.4}")
+    }
 }
 
 pub fn seconds(value: f64) -> String {

@@ -30,7 +30,10 @@ impl NewExperiment {
             return Err(ApiError::invalid("name", "must not contain control characters"));
         }
         if self.description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return Err(ApiError::invalid("description", format!("must be at most {MAX_DESCRIPTION_CHARS} characters")));
+            return Err(ApiError::invalid(
+                "description",
+                format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+            ));
         }
         Ok(Self { name, description: self.description })
     }

@@ -14,7 +14,11 @@ pub struct SeriesQuery {
 
 /// `GET /api/v1/runs/{id}/metrics?key=`: each series with its number of points.
 #[get("/runs/{id}/metrics")]
-pub async fn get(state: web::Data<AppState>, id: web::Path<i64>, query: web::Query<SeriesQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    query: web::Query<SeriesQuery>,
+) -> Result<HttpResponse, ApiError> {
     let run = store::runs::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("run"))?;
     let series = store::metrics::series(&state.pool, run.id, query.key.as_deref()).await?;
     Ok(HttpResponse::Ok().json(json!({ "run_id": run.id, "series": series })))
@@ -37,7 +41,11 @@ struct MetricPoint {
 /// `POST /api/v1/runs/{id}/metrics`: up to 10,000 points in one statement. Writing a point
 /// again (same run, key and step) changes nothing, so a client can retry a batch safely.
 #[post("/runs/{id}/metrics")]
-pub async fn ingest(state: web::Data<AppState>, id: web::Path<i64>, body: JsonBody<MetricBatch>) -> Result<HttpResponse, ApiError> {
+pub async fn ingest(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: JsonBody<MetricBatch>,
+) -> Result<HttpResponse, ApiError> {
     let points = body.0.points;
     if points.is_empty() || points.len() > MAX_POINTS {
         return Err(ApiError::invalid("points", format!("must hold 1 to {MAX_POINTS} points")));

@@ -65,8 +65,12 @@ pub struct NewRun<'a> {
 /// returns, the run exists and will be pushed (by the notification, or by the next sweep).
 pub async fn create(pool: &PgPool, new: NewRun<'_>) -> sqlx::Result<Run> {
     let mut tx = pool.begin().await?;
-    let run: Run = sqlx::query_as(concat!("INSERT INTO runs AS r (experiment_id, kind, params, queue, priority) VALUES ($1, $2, $3, $4, $5)
-         RETURNING ", run_columns!(), ""))
+    let run: Run = sqlx::query_as(concat!(
+        "INSERT INTO runs AS r (experiment_id, kind, params, queue, priority) VALUES ($1, $2, $3, $4, $5)
+         RETURNING ",
+        run_columns!(),
+        ""
+    ))
     .bind(new.experiment_id)
     .bind(new.kind.as_str())
     .bind(&new.params)
@@ -74,10 +78,7 @@ pub async fn create(pool: &PgPool, new: NewRun<'_>) -> sqlx::Result<Run> {
     .bind(new.priority)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("SELECT pg_notify('cairn_runs_queued', $1)")
-        .bind(run.id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SELECT pg_notify('cairn_runs_queued', $1)").bind(run.id.to_string()).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(run)
 }
@@ -99,7 +100,10 @@ pub struct ListFilter {
 
 /// Runs newest first, with their final validation accuracy.
 pub async fn list(pool: &PgPool, filter: &ListFilter) -> sqlx::Result<Vec<RunRow>> {
-    sqlx::query_as(concat!("SELECT ", run_columns!(), ", acc.value AS val_accuracy
+    sqlx::query_as(concat!(
+        "SELECT ",
+        run_columns!(),
+        ", acc.value AS val_accuracy
          FROM runs r
          LEFT JOIN LATERAL (
              SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key = 'val_accuracy'
@@ -109,7 +113,8 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> sqlx::Result<Vec<RunRow
            AND ($2::text IS NULL OR r.status = $2)
            AND ($3::bigint IS NULL OR r.id < $3)
          ORDER BY r.id DESC
-         LIMIT $4"))
+         LIMIT $4"
+    ))
     .bind(filter.experiment_id)
     .bind(filter.status.map(RunStatus::as_str))
     .bind(filter.before_id)
@@ -128,17 +133,25 @@ pub enum CancelOutcome {
 }
 
 pub async fn cancel(pool: &PgPool, id: i64) -> sqlx::Result<CancelOutcome> {
-    let cancelled: Option<Run> = sqlx::query_as(concat!("UPDATE runs r SET status = 'cancelled', finished_at = now(), cancel_requested_at = now(),
+    let cancelled: Option<Run> = sqlx::query_as(concat!(
+        "UPDATE runs r SET status = 'cancelled', finished_at = now(), cancel_requested_at = now(),
                 error = 'cancelled before it started'
-         WHERE r.id = $1 AND r.status = 'queued' RETURNING ", run_columns!(), ""))
+         WHERE r.id = $1 AND r.status = 'queued' RETURNING ",
+        run_columns!(),
+        ""
+    ))
     .bind(id)
     .fetch_optional(pool)
     .await?;
     if let Some(run) = cancelled {
         return Ok(CancelOutcome::Cancelled(run));
     }
-    let requested: Option<Run> = sqlx::query_as(concat!("UPDATE runs r SET cancel_requested_at = coalesce(cancel_requested_at, now())
-         WHERE r.id = $1 AND r.status = 'running' RETURNING ", run_columns!(), ""))
+    let requested: Option<Run> = sqlx::query_as(concat!(
+        "UPDATE runs r SET cancel_requested_at = coalesce(cancel_requested_at, now())
+         WHERE r.id = $1 AND r.status = 'running' RETURNING ",
+        run_columns!(),
+        ""
+    ))
     .bind(id)
     .fetch_optional(pool)
     .await?;

@@ -1,0 +1,202 @@
+//! The REST API and the dashboard over HTTP, against a real Postgres.
+#![allow(clippy::unwrap_used)]
+
+use cairn_tests::TestEnv;
+use serde_json::{Value, json};
+
+async fn table_counts(env: &TestEnv) -> [i64; 4] {
+    [env.count("experiments").await, env.count("runs").await, env.count("metrics").await, env.count("artifacts").await]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_run_submissions_record_and_queue_nothing() {
+    let env = TestEnv::new().await;
+    let _scheduler = env.start_scheduler().await;
+    let experiment = env.create_experiment("rejections").await;
+    let runs = format!("/api/v1/experiments/{experiment}/runs");
+    let train = |params: Value| json!({"kind": "train", "params": params});
+    let cases: Vec<(&str, String, u16, &str, Option<&str>)> = vec![
+        ("epochs 0", train(json!({"dataset": "mnist", "epochs": 0})).to_string(), 422, "invalid_value", Some("params.epochs")),
+        ("negative learning rate", train(json!({"dataset": "mnist", "learning_rate": -0.1})).to_string(), 422, "invalid_value", Some("params.learning_rate")),
+        ("batch size 0", train(json!({"dataset": "mnist", "batch_size": 0})).to_string(), 422, "invalid_value", Some("params.batch_size")),
+        ("batch over the dataset", train(json!({"dataset": "synthetic-digits", "train_range": [0, 10], "validation_range": [10, 20], "batch_size": 11})).to_string(), 422, "invalid_value", Some("params.batch_size")),
+        ("unknown dataset", train(json!({"dataset": "cifar"})).to_string(), 422, "invalid_value", Some("params.dataset")),
+        ("path escape", train(json!({"dataset": "../../etc"})).to_string(), 422, "invalid_value", Some("params.dataset")),
+        ("range past the end", train(json!({"dataset": "mnist", "train_range": [0, 10001]})).to_string(), 422, "invalid_value", Some("params.train_range")),
+        ("unknown field", train(json!({"dataset": "mnist", "epoch": 2})).to_string(), 400, "unknown_field", Some("params.epoch")),
+        ("unknown top-level field", json!({"kind": "train", "params": {"dataset": "mnist"}, "owner": "x"}).to_string(), 400, "unknown_field", Some("owner")),
+        ("wrong type", train(json!({"dataset": "mnist", "epochs": "two"})).to_string(), 400, "invalid_type", Some("params.epochs")),
+        ("unknown kind", json!({"kind": "dance", "params": {"dataset": "mnist"}}).to_string(), 400, "invalid_type", Some("kind")),
+        ("missing dataset", train(json!({"epochs": 2})).to_string(), 400, "missing_field", Some("params.dataset")),
+        ("huge number", r#"{"kind": "train", "params": {"dataset": "mnist", "epochs": 1e400}}"#.to_owned(), 400, "number_out_of_range", Some("params.epochs")),
+        ("malformed JSON", r#"{"kind": "train", "params": "#.to_owned(), 400, "malformed_json", None),
+        ("bad queue name", json!({"kind": "train", "params": {"dataset": "mnist"}, "queue": "GPU!"}).to_string(), 422, "invalid_value", Some("queue")),
+    ];
+    for (name, body, status, code, field) in cases {
+        let (got_status, got) = env.post_raw(&runs, body).await;
+        assert_eq!(got_status, status, "{name}: {got}");
+        assert_eq!(got["error"], code, "{name}: {got}");
+        assert_eq!(got["field"].as_str(), field, "{name}: {got}");
+        assert!(!got["message"].as_str().unwrap().is_empty(), "{name}: {got}");
+    }
+    let (status, got) = env.post_raw(&runs, vec![b' '; 2 << 20]).await;
+    assert_eq!(status, 413, "{got}");
+    assert_eq!(got["error"], "payload_too_large");
+    let (status, _) = env.post("/api/v1/experiments/999999/runs", &train(json!({"dataset": "mnist"}))).await;
+    assert_eq!(status, 404);
+
+    // Give the scheduler a sweep to push anything that slipped through.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(table_counts(&env).await, [1, 0, 0, 0]);
+    assert!(env.queue_keys().await.is_empty(), "{:?}", env.queue_keys().await);
+}
+
+#[tokio::test]
+async fn experiments_are_created_listed_and_unique_by_name() {
+    let env = TestEnv::new().await;
+    let id = env.create_experiment("  baseline  ").await;
+    let (status, body) = env.get(&format!("/api/v1/experiments/{id}")).await;
+    assert_eq!((status, body["name"].as_str()), (200, Some("baseline")));
+    let (status, body) = env.post("/api/v1/experiments", &json!({"name": "baseline"})).await;
+    assert_eq!((status, body["error"].as_str(), body["field"].as_str()), (409, Some("name_taken"), Some("name")));
+    for bad in [json!({"name": ""}), json!({"name": "x".repeat(201)}), json!({"name": "a\u{0007}b"})] {
+        let (status, body) = env.post("/api/v1/experiments", &bad).await;
+        assert_eq!((status, body["field"].as_str()), (422, Some("name")), "{body}");
+    }
+    let (_, list) = env.get("/api/v1/experiments").await;
+    assert_eq!(list["experiments"].as_array().unwrap().len(), 1);
+    assert_eq!(env.get("/api/v1/experiments/424242").await.0, 404);
+    assert_eq!(env.get("/api/v1/experiments/not-a-number").await.0, 404);
+}
+
+#[tokio::test]
+async fn runs_are_listed_newest_first_in_pages() {
+    let env = TestEnv::new().await;
+    let experiment = env.create_experiment("paging").await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(env.submit_train(experiment, json!({"dataset": "synthetic-digits"})).await);
+    }
+    let (_, first) = env.get(&format!("/api/v1/runs?experiment={experiment}&limit=3")).await;
+    let page: Vec<i64> = first["runs"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(page, vec![ids[4], ids[3], ids[2]]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, second) = env.get(&format!("/api/v1/runs?experiment={experiment}&limit=3&cursor={cursor}")).await;
+    let page: Vec<i64> = second["runs"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(page, vec![ids[1], ids[0]]);
+    assert!(second["next_cursor"].is_null());
+
+    let (_, queued) = env.get("/api/v1/runs?status=queued").await;
+    assert_eq!(queued["runs"].as_array().unwrap().len(), 5);
+    let (_, none) = env.get("/api/v1/runs?status=succeeded").await;
+    assert!(none["runs"].as_array().unwrap().is_empty());
+    for (query, field) in
+        [("status=paused", "status"), ("limit=0", "limit"), ("limit=501", "limit"), ("cursor=abc", "cursor")]
+    {
+        let (status, body) = env.get(&format!("/api/v1/runs?{query}")).await;
+        assert_eq!((status, body["field"].as_str()), (422, Some(field)), "{query}: {body}");
+    }
+    let (status, body) = env.get("/api/v1/runs?limit=ten").await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_query")));
+}
+
+#[tokio::test]
+async fn metric_batches_are_idempotent_per_run_key_and_step() {
+    let env = TestEnv::new().await;
+    let experiment = env.create_experiment("ingest").await;
+    let run = env.submit_train(experiment, json!({"dataset": "synthetic-digits"})).await;
+    let path = format!("/api/v1/runs/{run}/metrics");
+    let points: Vec<Value> =
+        (0..10_000).map(|step| json!({"key": "loss", "step": step, "value": 1.0 / (step as f64 + 1.0)})).collect();
+    let batch = json!({ "points": points });
+
+    let (status, body) = env.post(&path, &batch).await;
+    assert_eq!((status, body["inserted"].as_u64()), (200, Some(10_000)), "{body}");
+    let (status, body) = env.post(&path, &batch).await;
+    assert_eq!((status, body["inserted"].as_u64()), (200, Some(0)), "a repeated batch adds nothing: {body}");
+    let (_, series) = env.get(&format!("{path}?key=loss")).await;
+    assert_eq!(series["series"][0]["count"], 10_000);
+    assert_eq!(series["series"][0]["points"][1]["value"], 0.5);
+
+    let too_many: Vec<Value> = (0..10_001).map(|step| json!({"key": "loss", "step": step, "value": 0.0})).collect();
+    let (status, body) = env.post(&path, &json!({ "points": too_many })).await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("points")));
+    for (point, field) in [
+        (json!({"key": "", "step": 0, "value": 1.0}), "points[0].key"),
+        (json!({"key": "a b", "step": 0, "value": 1.0}), "points[0].key"),
+        (json!({"key": "loss", "step": -1, "value": 1.0}), "points[0].step"),
+    ] {
+        let (status, body) = env.post(&path, &json!({ "points": [point] })).await;
+        assert_eq!((status, body["field"].as_str()), (422, Some(field)), "{body}");
+    }
+    let (status, body) = env.post(&path, &json!({"points": [{"key": "loss", "step": 0, "value": null}]})).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("points[0].value")), "{body}");
+    assert_eq!(
+        env.post("/api/v1/runs/999999/metrics", &json!({"points": [{"key": "a", "step": 0, "value": 1.0}]})).await.0,
+        404
+    );
+    assert_eq!(env.count("metrics").await, 10_000);
+}
+
+#[tokio::test]
+async fn healthz_reports_postgres_and_redis() {
+    let env = TestEnv::new().await;
+    let (status, body) = env.get("/healthz").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"postgres": "ok", "redis": "ok"}));
+}
+
+#[tokio::test]
+async fn dashboard_pages_render_and_escape_what_users_typed() {
+    let env = TestEnv::new().await;
+    let hostile = "<script>alert(1)</script>";
+    let experiment = env.create_experiment(hostile).await;
+    let run = env.submit_train(experiment, json!({"dataset": "synthetic-digits"})).await;
+
+    for path in [
+        "/".to_owned(),
+        format!("/experiments/{experiment}"),
+        format!("/experiments/{experiment}/new"),
+        format!("/runs/{run}"),
+    ] {
+        let (status, html) = env.get_html(&path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(!html.contains(hostile), "{path} shows the name unescaped");
+        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{path} does not show the name as text");
+    }
+    let (_, html) = env.get_html(&format!("/runs/{run}")).await;
+    assert!(html.contains("queued") && html.contains("http-equiv=\"refresh\""), "a live run refreshes itself");
+    assert_eq!(env.get_html("/runs/999999").await.0, 404);
+}
+
+#[tokio::test]
+async fn the_run_form_shows_errors_beside_fields_and_keeps_the_input() {
+    let env = TestEnv::new().await;
+    let experiment = env.create_experiment("form").await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let url = env.url(&format!("/experiments/{experiment}/new"));
+    let form = |epochs: &str| {
+        vec![
+            ("dataset", "synthetic-digits".to_owned()),
+            ("epochs", epochs.to_owned()),
+            ("batch_size", "32".to_owned()),
+            ("learning_rate", "0.001".to_owned()),
+            ("optimizer", "adam".to_owned()),
+            ("seed", "4".to_owned()),
+            ("device", "cpu".to_owned()),
+        ]
+    };
+
+    let response = client.post(&url).form(&form("0")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("must be between 1 and 1000"), "the rule is shown");
+    assert!(html.contains(r#"name="seed" value="4""#), "the input is kept");
+    assert_eq!(env.count("runs").await, 0);
+
+    let response = client.post(&url).form(&form("3")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let (_, run) = env.get(&format!("/api/v1{location}")).await;
+    assert_eq!((run["params"]["epochs"].as_i64(), run["params"]["seed"].as_i64()), (Some(3), Some(4)));
+}

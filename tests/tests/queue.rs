@@ -1,0 +1,71 @@
+//! Postgres decides what runs: a queued run is trained even when its push to Redis was lost.
+#![allow(clippy::unwrap_used)]
+
+use cairn_tests::TestEnv;
+use serde_json::json;
+use std::time::Duration;
+
+fn tiny_run() -> serde_json::Value {
+    json!({"dataset": "synthetic-digits", "train_range": [0, 200], "validation_range": [9000, 9100], "epochs": 1, "batch_size": 50})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_committed_without_its_push_is_still_trained() {
+    let env = TestEnv::new().await;
+    let experiment = env.create_experiment("lost push").await;
+    // No scheduler yet: the run is committed, its notification goes unheard and nothing
+    // reaches Redis, as after a crash between the commit and the push.
+    let run_id = env.submit_train(experiment, tiny_run()).await;
+    assert!(env.queue_keys().await.is_empty());
+
+    let _worker = env.start_worker().await;
+    let _scheduler = env.start_scheduler().await;
+    let run = env.wait_for_status(run_id, &["succeeded", "failed"], Duration::from_secs(60)).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_runs_survive_redis_losing_the_queue() {
+    let env = TestEnv::new().await;
+    let scheduler = env.start_scheduler().await;
+    let experiment = env.create_experiment("flushed").await;
+    let runs = [env.submit_train(experiment, tiny_run()).await, env.submit_train(experiment, tiny_run()).await];
+    // Let the scheduler push them, then lose Redis's copy before any worker takes them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while env.queue_keys().await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the scheduler pushed nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    scheduler.stop().await;
+    env.flush_queue().await;
+    assert!(env.queue_keys().await.is_empty());
+
+    let _scheduler = env.start_scheduler().await;
+    let _worker = env.start_worker().await;
+    for run_id in runs {
+        let run = env.wait_for_status(run_id, &["succeeded", "failed"], Duration::from_secs(60)).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["attempt"], 1, "each run trains once: {run}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_cancelled_while_queued_is_never_trained() {
+    let env = TestEnv::new().await;
+    let experiment = env.create_experiment("cancel queued").await;
+    let run_id = env.submit_train(experiment, tiny_run()).await;
+    let (status, body) = env.post(&format!("/api/v1/runs/{run_id}/cancel"), &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "cancelled");
+
+    let _scheduler = env.start_scheduler().await;
+    let _worker = env.start_worker().await;
+    // A later run on the same queue finishing proves the worker was serving it.
+    let later = env.submit_train(experiment, tiny_run()).await;
+    env.wait_for_status(later, &["succeeded"], Duration::from_secs(60)).await;
+    let (_, run) = env.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["status"], "cancelled");
+    assert_eq!(run["attempt"], 0);
+    assert!(run["worker_id"].is_null());
+}
