@@ -48,7 +48,10 @@ impl Scheduler {
         loop {
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                _ = sweeps.tick() => self.log_errors(Self::dispatch_all).await,
+                _ = sweeps.tick() => {
+                    self.log_errors(Self::reap_expired_leases).await;
+                    self.log_errors(Self::dispatch_all).await;
+                }
                 notification = listener.recv() => match notification {
                     Ok(notification) => match notification.payload().parse::<i64>() {
                         Ok(run_id) => self.dispatch_one(RunId(run_id)).await,
@@ -93,6 +96,48 @@ impl Scheduler {
         if let Err(err) = result {
             tracing::warn!(run.id = %run_id, error = format!("{err:#}"), "dispatching a run failed; the next sweep retries");
         }
+    }
+
+    /// Ends every attempt whose lease expired (its worker died, hung or lost Postgres for too
+    /// long) as lost, and queues its run again, or fails it once `max_lost_attempts` attempts
+    /// were lost. The run's attempt count is its fencing token, so the lost worker, should it
+    /// come back, can write nothing more.
+    pub async fn reap_expired_leases(&mut self) -> anyhow::Result<usize> {
+        let reaped: Vec<(i64, String, i32, Option<String>)> = sqlx::query_as(
+            "WITH expired AS (
+                 SELECT r.id, r.attempt, r.worker_id,
+                        1 + (SELECT count(*) FROM run_attempts a WHERE a.run_id = r.id AND a.outcome = 'lost') AS lost
+                 FROM runs r
+                 WHERE r.status = 'running' AND r.lease_expires_at < now()
+                 FOR UPDATE SKIP LOCKED
+             ), ended AS (
+                 UPDATE run_attempts a SET outcome = 'lost', ended_at = now(),
+                        error = 'the worker stopped renewing its lease'
+                 FROM expired e WHERE a.run_id = e.id AND a.attempt = e.attempt
+             )
+             UPDATE runs r SET
+                 status = CASE WHEN e.lost >= $1 THEN 'failed' ELSE 'queued' END,
+                 finished_at = CASE WHEN e.lost >= $1 THEN now() END,
+                 error = CASE WHEN e.lost >= $1
+                     THEN format('%s attempts lost their worker (the last on %s); not retried again', e.lost, e.worker_id) END,
+                 worker_id = CASE WHEN e.lost >= $1 THEN r.worker_id END,
+                 lease_expires_at = NULL
+             FROM expired e WHERE r.id = e.id
+             RETURNING r.id, r.status, e.attempt, e.worker_id",
+        )
+        .bind(i64::from(self.settings.max_lost_attempts))
+        .fetch_all(&self.pool)
+        .await?;
+        for (run_id, status, attempt, worker) in &reaped {
+            tracing::warn!(
+                run.id = run_id,
+                run.attempt = attempt,
+                worker.id = worker.as_deref().unwrap_or("?"),
+                status,
+                "lease expired: attempt lost"
+            );
+        }
+        Ok(reaped.len())
     }
 
     /// Pushes every queued run, in the order they should start.

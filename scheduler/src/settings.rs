@@ -12,6 +12,9 @@ pub struct Settings {
     pub queue_prefix: String,
     /// `CAIRN_SWEEP_INTERVAL_MS`: how often every queued run is pushed again.
     pub sweep_interval: Duration,
+    /// `CAIRN_MAX_ATTEMPTS`: how many attempts of a run may lose their worker before the run
+    /// fails.
+    pub max_lost_attempts: u32,
 }
 
 impl Settings {
@@ -21,6 +24,7 @@ impl Settings {
             redis_url: env_or("CAIRN_REDIS_URL", "redis://127.0.0.1:6379".to_owned())?,
             queue_prefix: env_or("CAIRN_QUEUE_PREFIX", "cairn".to_owned())?,
             sweep_interval: Duration::from_millis(env_or("CAIRN_SWEEP_INTERVAL_MS", 5_000)?),
+            max_lost_attempts: env_or("CAIRN_MAX_ATTEMPTS", 3)?,
         })
     }
 }

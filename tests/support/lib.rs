@@ -68,6 +68,56 @@ impl Drop for Service {
     }
 }
 
+/// The `cairn-trainer` binary beside this test's executable (`target/debug/deps/..`), or
+/// `CAIRN_TRAINER_BIN`.
+pub fn trainer_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("CAIRN_TRAINER_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(|deps| deps.parent()).unwrap().join("cairn-trainer")
+}
+
+/// A worker running as its own process, killed when dropped.
+pub struct WorkerProcess {
+    child: std::process::Child,
+    pub log_path: PathBuf,
+}
+
+impl WorkerProcess {
+    /// `kill -9`: no chance to clean up.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// `kill -TERM`, then waits for the process to exit; returns how long that took.
+    pub fn terminate(&mut self, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        let status = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "the worker exited with {status}; log:\n{}", self.log());
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < timeout, "the worker did not exit within {timeout:?}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub struct TestEnv {
     pub database_url: String,
     database: String,
@@ -132,6 +182,7 @@ impl TestEnv {
             redis_url: redis_url(),
             queue_prefix: self.queue_prefix.clone(),
             sweep_interval: Duration::from_millis(500),
+            max_lost_attempts: 3,
         };
         let scheduler = cairn_scheduler::Scheduler::build(settings).await.unwrap();
         Service::spawn(|stopped| {
@@ -153,6 +204,7 @@ impl TestEnv {
             torch_threads: 2,
             poll_interval: Duration::from_millis(50),
             heartbeat_interval: Duration::from_millis(250),
+            lease_duration: Duration::from_secs(2),
         }
     }
 
@@ -163,6 +215,34 @@ impl TestEnv {
                 let _ = stopped.await;
             })
         })
+    }
+
+    /// Starts `cairn-trainer` as a real process with this test's settings; its log goes to
+    /// `<artifact dir>/<name>.log`.
+    pub fn spawn_worker_process(&self, name: &str) -> WorkerProcess {
+        let settings = self.worker_settings();
+        std::fs::create_dir_all(&self.artifact_dir).unwrap();
+        let log_path = self.artifact_dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let binary = trainer_binary();
+        let child = std::process::Command::new(&binary)
+            .env("CAIRN_DATABASE_URL", &settings.database_url)
+            .env("CAIRN_REDIS_URL", &settings.redis_url)
+            .env("CAIRN_QUEUE_PREFIX", &settings.queue_prefix)
+            .env("CAIRN_DATA_DIR", &settings.data_dir)
+            .env("CAIRN_ARTIFACT_DIR", &settings.artifact_dir)
+            .env("CAIRN_WORKER_ID", name)
+            .env("CAIRN_TORCH_THREADS", "1")
+            .env("CAIRN_POLL_INTERVAL_MS", "50")
+            .env("CAIRN_HEARTBEAT_INTERVAL_MS", settings.heartbeat_interval.as_millis().to_string())
+            .env("CAIRN_LEASE_SECONDS", settings.lease_duration.as_secs_f64().to_string())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!("starting {}: {err} (run `cargo build --workspace --bins` first)", binary.display())
+            });
+        WorkerProcess { child, log_path }
     }
 
     pub fn url(&self, path: &str) -> String {

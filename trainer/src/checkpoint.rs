@@ -7,7 +7,7 @@ use std::{
     io::Read,
     path::{Path, PathBuf},
 };
-use tch::{Device, nn};
+use tch::{Device, Tensor, nn};
 
 pub const FINAL_CHECKPOINT: &str = "model.safetensors";
 
@@ -28,15 +28,36 @@ pub fn run_folder(run_id: i64) -> PathBuf {
 /// Saves `model` as `file_name` in the run's folder. It is written to a temporary name and
 /// renamed, so a reader never sees half a checkpoint.
 pub fn save(model: &nn::VarStore, artifact_dir: &Path, run_id: i64, file_name: &str) -> anyhow::Result<SavedFile> {
+    write_atomically(artifact_dir, run_id, file_name, |partial| model.save(partial).map_err(anyhow::Error::from))
+}
+
+fn write_atomically(
+    artifact_dir: &Path,
+    run_id: i64,
+    file_name: &str,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<SavedFile> {
     let relative = run_folder(run_id).join(file_name);
     let target = artifact_dir.join(&relative);
     let folder = target.parent().context("checkpoint path has a folder")?;
     std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
     let partial = folder.join(format!(".{file_name}.partial.safetensors"));
-    model.save(&partial).with_context(|| format!("writing {}", partial.display()))?;
+    write(&partial).with_context(|| format!("writing {}", partial.display()))?;
     std::fs::rename(&partial, &target).with_context(|| format!("renaming to {}", target.display()))?;
     let (bytes, sha256) = digest(&target)?;
     Ok(SavedFile { path: relative.to_string_lossy().into_owned(), bytes, sha256 })
+}
+
+/// Saves named tensors (a resume checkpoint) as `file_name` in the run's folder, the same way.
+pub fn save_tensors(
+    tensors: &[(String, Tensor)],
+    artifact_dir: &Path,
+    run_id: i64,
+    file_name: &str,
+) -> anyhow::Result<SavedFile> {
+    write_atomically(artifact_dir, run_id, file_name, |partial| {
+        Tensor::write_safetensors(tensors, partial).map_err(anyhow::Error::from)
+    })
 }
 
 /// Loads a checkpoint written by `save` into a fresh model on `device`.
@@ -79,7 +100,7 @@ mod tests {
         let params = small_params(1);
         let (train_data, val_data) = tensors(&params);
         let Outcome::Finished { model, last } =
-            train(&params, &train_data, &val_data, Device::Cpu, &mut Recorded::default()).expect("trains")
+            train(&params, &train_data, &val_data, Device::Cpu, None, &mut Recorded::default()).expect("trains")
         else {
             panic!("training stopped early")
         };

@@ -3,8 +3,8 @@
 use crate::{
     checkpoint, device,
     model::TensorData,
-    store::{ClaimedRun, Lease, MetricPoint, Store},
-    training::{self, Outcome, Progress},
+    store::{ClaimedRun, Lease, LeaseState, MetricPoint, Store},
+    training::{self, Checkpoint, Outcome, Progress, Resume, Stop},
 };
 use cairn_datasets::DataDir;
 use cairn_domain::{RunStatus, TrainParams};
@@ -16,7 +16,7 @@ use std::{
     },
     time::Duration,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Points held in memory between the training thread and Postgres. When Postgres is slow or
 /// away, training waits instead of growing memory without bound.
@@ -30,6 +30,10 @@ pub enum RunEnd {
     Cancelled,
     /// A problem with the run itself (bad params, bad data, a model error): not retried.
     Failed(String),
+    /// The worker is shutting down: the run goes back to the queue and resumes elsewhere.
+    HandedBack,
+    /// Another attempt holds the run now: this one records nothing.
+    LeaseLost,
 }
 
 /// What the executor needs from the worker, built once per process.
@@ -39,6 +43,23 @@ pub struct Executor {
     pub artifact_dir: PathBuf,
     pub device: tch::Device,
     pub heartbeat_interval: Duration,
+    pub lease_duration: Duration,
+    /// Raised when the worker shuts down: runs stop after a checkpoint and are handed back.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+/// Why the run in progress should stop, raised by the lease watcher and the worker.
+#[derive(Default)]
+struct StopFlags {
+    cancel: AtomicBool,
+    lease_lost: AtomicBool,
+}
+
+/// A message from the training thread to the metric writer.
+enum ToWriter {
+    Point(MetricPoint),
+    /// Answer once every point sent before is in Postgres.
+    Flush(oneshot::Sender<()>),
 }
 
 impl Executor {
@@ -72,19 +93,45 @@ impl Executor {
             Err(err) => return RunEnd::Failed(format!("loading data panicked: {err}")),
         };
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let (points, receiver) = mpsc::channel(METRIC_BUFFER);
-        let writer = tokio::spawn(write_metrics(self.store.clone(), lease, receiver));
-        let watcher = tokio::spawn(watch_cancel(self.store.clone(), lease, stop.clone(), self.heartbeat_interval));
+        let resume_path = match self.store.resume_checkpoint(lease.run_id).await {
+            Ok(path) => path.map(|path| self.artifact_dir.join(path)),
+            Err(err) => return RunEnd::Failed(format!("looking up the resume checkpoint failed: {err}")),
+        };
 
+        let flags = Arc::new(StopFlags::default());
+        let (to_writer, receiver) = mpsc::channel(METRIC_BUFFER);
+        let writer = tokio::spawn(write_metrics(self.store.clone(), lease, receiver));
+        let watcher = tokio::spawn(watch_lease(
+            self.store.clone(),
+            lease,
+            flags.clone(),
+            self.heartbeat_interval,
+            self.lease_duration,
+        ));
+
+        let mut progress = RunProgress {
+            to_writer,
+            flags: flags.clone(),
+            shutting_down: self.shutting_down.clone(),
+            store: self.store.clone(),
+            lease,
+            artifact_dir: self.artifact_dir.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
         let artifact_dir = self.artifact_dir.clone();
         let run_span = tracing::Span::current();
         let trained = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let _entered = run_span.enter();
-            let mut progress = ChannelProgress { points, stop };
+            let resume = match resume_path {
+                Some(path) => Some(Resume(
+                    tch::Tensor::read_safetensors(&path)
+                        .map_err(|err| anyhow::anyhow!("reading {}: {err}", path.display()))?,
+                )),
+                None => None,
+            };
             let train_data = TensorData::new(&train_samples, device);
             let val_data = TensorData::new(&val_samples, device);
-            match training::train(&params, &train_data, &val_data, device, &mut progress)? {
+            match training::train(&params, &train_data, &val_data, device, resume, &mut progress)? {
                 Outcome::Finished { model, last } => {
                     let saved = checkpoint::save(&model, &artifact_dir, lease.run_id.0, checkpoint::FINAL_CHECKPOINT)?;
                     Ok(Some((saved, last)))
@@ -101,11 +148,14 @@ impl Executor {
             Ok(Ok(Some((saved, last)))) => {
                 tracing::info!(val.accuracy = last.val_accuracy, checkpoint.bytes = saved.bytes, "training finished");
                 match self.store.insert_artifact(lease, "checkpoint", &saved.path, saved.bytes, &saved.sha256).await {
-                    Ok(_) => RunEnd::Succeeded,
+                    Ok(true) => RunEnd::Succeeded,
+                    Ok(false) => RunEnd::LeaseLost,
                     Err(err) => RunEnd::Failed(format!("recording the checkpoint failed: {err}")),
                 }
             }
-            Ok(Ok(None)) => RunEnd::Cancelled,
+            Ok(Ok(None)) if flags.lease_lost.load(Ordering::Relaxed) => RunEnd::LeaseLost,
+            Ok(Ok(None)) if flags.cancel.load(Ordering::Relaxed) => RunEnd::Cancelled,
+            Ok(Ok(None)) => RunEnd::HandedBack,
             Ok(Err(err)) => RunEnd::Failed(format!("{err:#}")),
             Err(err) => RunEnd::Failed(format!("training panicked: {err}")),
         }
@@ -113,61 +163,113 @@ impl Executor {
 }
 
 impl RunEnd {
-    pub fn status_and_error(&self) -> (RunStatus, Option<&str>) {
+    /// The final status and error this outcome records, if it ends the run.
+    pub fn final_status(&self) -> Option<(RunStatus, Option<&str>)> {
         match self {
-            Self::Succeeded => (RunStatus::Succeeded, None),
-            Self::Cancelled => (RunStatus::Cancelled, Some("cancelled on request")),
-            Self::Failed(message) => (RunStatus::Failed, Some(message)),
+            Self::Succeeded => Some((RunStatus::Succeeded, None)),
+            Self::Cancelled => Some((RunStatus::Cancelled, Some("cancelled on request"))),
+            Self::Failed(message) => Some((RunStatus::Failed, Some(message))),
+            Self::HandedBack | Self::LeaseLost => None,
         }
     }
 }
 
-struct ChannelProgress {
-    points: mpsc::Sender<MetricPoint>,
-    stop: Arc<AtomicBool>,
+/// Connects the training thread to the metric writer, the stop flags and the checkpoint
+/// store. It runs on the blocking thread and waits on async work through `runtime`.
+struct RunProgress {
+    to_writer: mpsc::Sender<ToWriter>,
+    flags: Arc<StopFlags>,
+    shutting_down: Arc<AtomicBool>,
+    store: Store,
+    lease: Lease,
+    artifact_dir: PathBuf,
+    runtime: tokio::runtime::Handle,
 }
 
-impl Progress for ChannelProgress {
+impl Progress for RunProgress {
     fn metric(&mut self, key: &'static str, step: u64, value: f64) {
         // Blocks while the buffer is full. An error means the writer is gone, which only
         // happens when the attempt is being torn down.
-        let _ = self.points.blocking_send(MetricPoint { key, step, value });
+        let _ = self.to_writer.blocking_send(ToWriter::Point(MetricPoint { key, step, value }));
     }
 
-    fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+    fn stop(&self) -> Option<Stop> {
+        if self.flags.lease_lost.load(Ordering::Relaxed) || self.flags.cancel.load(Ordering::Relaxed) {
+            Some(Stop::Now)
+        } else if self.shutting_down.load(Ordering::Relaxed) {
+            Some(Stop::AfterCheckpoint)
+        } else {
+            None
+        }
+    }
+
+    /// Writes the checkpoint under a name of this attempt's own (a superseded worker can never
+    /// overwrite the one that counts), waits until every metric point before it is in
+    /// Postgres, then records it. A resumed attempt thus never misses a point.
+    fn checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> anyhow::Result<()> {
+        let file = format!("resume-attempt-{}.safetensors", self.lease.attempt);
+        let saved = checkpoint::save_tensors(&checkpoint.tensors(), &self.artifact_dir, self.lease.run_id.0, &file)?;
+        let (flushed, wait) = oneshot::channel();
+        self.to_writer
+            .blocking_send(ToWriter::Flush(flushed))
+            .map_err(|_| anyhow::anyhow!("the metric writer stopped"))?;
+        self.runtime.block_on(async {
+            wait.await.map_err(|_| anyhow::anyhow!("the metric writer stopped"))?;
+            self.store
+                .insert_artifact(self.lease, "resume_checkpoint", &saved.path, saved.bytes, &saved.sha256)
+                .await?;
+            anyhow::Ok(())
+        })?;
+        tracing::info!(epoch = checkpoint.position.epoch, step = checkpoint.position.step, "checkpoint saved");
+        Ok(())
     }
 }
 
 /// Writes points in batches until the training thread hangs up. A failed write is retried
 /// with the same points, so none is lost while Postgres is away.
-async fn write_metrics(store: Store, lease: Lease, mut receiver: mpsc::Receiver<MetricPoint>) {
+async fn write_metrics(store: Store, lease: Lease, mut receiver: mpsc::Receiver<ToWriter>) {
+    let mut messages = Vec::with_capacity(METRIC_BATCH);
     let mut batch = Vec::with_capacity(METRIC_BATCH);
-    while receiver.recv_many(&mut batch, METRIC_BATCH).await > 0 {
-        let mut backoff = Duration::from_millis(100);
-        while let Err(err) = store.insert_metrics(lease, &batch).await {
-            tracing::warn!(run.id = %lease.run_id, error = %err, points = batch.len(), "writing metrics failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+    while receiver.recv_many(&mut messages, METRIC_BATCH).await > 0 {
+        let mut flushed = Vec::new();
+        for message in messages.drain(..) {
+            match message {
+                ToWriter::Point(point) => batch.push(point),
+                ToWriter::Flush(done) => flushed.push(done),
+            }
         }
-        batch.clear();
+        let mut backoff = Duration::from_millis(100);
+        while !batch.is_empty() {
+            match store.insert_metrics(lease, &batch).await {
+                Ok(_) => batch.clear(),
+                Err(err) => {
+                    tracing::warn!(run.id = %lease.run_id, error = %err, points = batch.len(), "writing metrics failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        for done in flushed {
+            let _ = done.send(());
+        }
     }
 }
 
-/// Raises `stop` once the run's cancel is requested (or the attempt is no longer ours).
-async fn watch_cancel(store: Store, lease: Lease, stop: Arc<AtomicBool>, every: Duration) {
+/// Renews the lease every `every`; raises the flags on a cancel request or a lost lease.
+async fn watch_lease(store: Store, lease: Lease, flags: Arc<StopFlags>, every: Duration, duration: Duration) {
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
-        match store.cancel_requested(lease).await {
-            Ok(true) => {
-                stop.store(true, Ordering::Relaxed);
+        match store.renew_lease(lease, duration).await {
+            Ok(LeaseState::Held) => {}
+            Ok(LeaseState::CancelRequested) => flags.cancel.store(true, Ordering::Relaxed),
+            Ok(LeaseState::Lost) => {
+                tracing::warn!(run.id = %lease.run_id, "the lease was taken over; stopping without writing");
+                flags.lease_lost.store(true, Ordering::Relaxed);
                 return;
             }
-            Ok(false) => {}
-            Err(err) => {
-                tracing::warn!(run.id = %lease.run_id, error = %err, "checking for cancel failed")
-            }
+            // Postgres is away: keep training; the lease runs out only if this lasts.
+            Err(err) => tracing::warn!(run.id = %lease.run_id, error = %err, "renewing the lease failed"),
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod execute;
 pub mod model;
+pub mod optim;
 pub mod settings;
 pub mod store;
 pub mod training;

@@ -16,7 +16,6 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
-    tracing::info!("shutting down: finishing the run in progress");
 }
 
 /// Logs to stderr, filtered by `CAIRN_LOG` (default `info`); colours only on a terminal.

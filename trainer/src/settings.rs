@@ -22,8 +22,12 @@ pub struct Settings {
     pub torch_threads: i32,
     /// `CAIRN_POLL_INTERVAL_MS`: how often an idle worker asks Redis for a job.
     pub poll_interval: Duration,
-    /// `CAIRN_HEARTBEAT_INTERVAL_MS`: how often the worker reports alive and checks for cancel.
+    /// `CAIRN_HEARTBEAT_INTERVAL_MS`: how often the worker reports alive, renews its lease and
+    /// checks for cancel.
     pub heartbeat_interval: Duration,
+    /// `CAIRN_LEASE_SECONDS`: how long a run stays this worker's without a renewal; after
+    /// that the scheduler gives it to another worker.
+    pub lease_duration: Duration,
 }
 
 impl Settings {
@@ -41,6 +45,7 @@ impl Settings {
             torch_threads: env_or("CAIRN_TORCH_THREADS", threads)?,
             poll_interval: Duration::from_millis(env_or("CAIRN_POLL_INTERVAL_MS", 50)?),
             heartbeat_interval: Duration::from_millis(env_or("CAIRN_HEARTBEAT_INTERVAL_MS", 1_000)?),
+            lease_duration: Duration::from_secs_f64(env_or("CAIRN_LEASE_SECONDS", 30.0)?),
         })
     }
 }

@@ -2,12 +2,22 @@
 //! its `Lease` (run and attempt): a worker whose attempt was superseded changes nothing.
 use cairn_domain::{RunId, RunJob, RunStatus};
 use sqlx::PgPool;
+use std::time::Duration;
 
 /// The right to write for one attempt of one run; the attempt is the fencing token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
     pub run_id: RunId,
     pub attempt: i32,
+}
+
+/// What renewing a lease found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    Held,
+    CancelRequested,
+    /// The attempt no longer holds the run: stop and write nothing more.
+    Lost,
 }
 
 /// A run this worker now executes.
@@ -59,20 +69,28 @@ impl Store {
 
     /// Marks the run running for `job.attempt`, if it is still queued at the attempt before.
     /// `None` means the job is stale (already taken, cancelled or finished): skip it.
-    pub async fn claim(&self, job: &RunJob, worker_id: &str) -> sqlx::Result<Option<ClaimedRun>> {
+    pub async fn claim(&self, job: &RunJob, worker_id: &str, lease: Duration) -> sqlx::Result<Option<ClaimedRun>> {
         let mut tx = self.pool.begin().await?;
         let row: Option<(String, serde_json::Value)> = sqlx::query_as(
             "UPDATE runs SET status = 'running', attempt = $2, worker_id = $3,
-                    started_at = coalesce(started_at, now()), error = NULL
+                    started_at = coalesce(started_at, now()), error = NULL,
+                    lease_expires_at = now() + make_interval(secs => $4)
              WHERE id = $1 AND status = 'queued' AND attempt = $2 - 1
              RETURNING kind, params",
         )
         .bind(job.run_id.0)
         .bind(job.attempt)
         .bind(worker_id)
+        .bind(lease.as_secs_f64())
         .fetch_optional(&mut *tx)
         .await?;
         if row.is_some() {
+            sqlx::query("INSERT INTO run_attempts (run_id, attempt, worker_id) VALUES ($1, $2, $3)")
+                .bind(job.run_id.0)
+                .bind(job.attempt)
+                .bind(worker_id)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("UPDATE workers SET current_run_id = $2, last_heartbeat_at = now() WHERE id = $1")
                 .bind(worker_id)
                 .bind(job.run_id.0)
@@ -87,15 +105,33 @@ impl Store {
         }))
     }
 
-    pub async fn cancel_requested(&self, lease: Lease) -> sqlx::Result<bool> {
-        let requested: Option<bool> =
-            sqlx::query_scalar("SELECT cancel_requested_at IS NOT NULL FROM runs WHERE id = $1 AND attempt = $2")
-                .bind(lease.run_id.0)
-                .bind(lease.attempt)
-                .fetch_optional(&self.pool)
-                .await?;
-        // A run that is gone or whose attempt moved on is not ours to continue.
-        Ok(requested.unwrap_or(true))
+    /// Extends the lease by `duration` if the attempt still holds it.
+    pub async fn renew_lease(&self, lease: Lease, duration: Duration) -> sqlx::Result<LeaseState> {
+        let cancel_requested: Option<bool> = sqlx::query_scalar(
+            "UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3)
+             WHERE id = $1 AND attempt = $2 AND status = 'running'
+             RETURNING cancel_requested_at IS NOT NULL",
+        )
+        .bind(lease.run_id.0)
+        .bind(lease.attempt)
+        .bind(duration.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match cancel_requested {
+            None => LeaseState::Lost,
+            Some(true) => LeaseState::CancelRequested,
+            Some(false) => LeaseState::Held,
+        })
+    }
+
+    /// The checkpoint the last attempt that held the lease saved, if any.
+    pub async fn resume_checkpoint(&self, run_id: RunId) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT path FROM artifacts WHERE run_id = $1 AND kind = 'resume_checkpoint' ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(run_id.0)
+        .fetch_optional(&self.pool)
+        .await
     }
 
     /// Writes points in one statement; points already stored are kept as they are.
@@ -155,7 +191,7 @@ impl Store {
     ) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
         let result = sqlx::query(
-            "UPDATE runs SET status = $3, error = $4, finished_at = now()
+            "UPDATE runs SET status = $3, error = $4, finished_at = now(), lease_expires_at = NULL
              WHERE id = $1 AND attempt = $2 AND status = 'running'",
         )
         .bind(lease.run_id.0)
@@ -164,12 +200,60 @@ impl Store {
         .bind(error)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE workers SET current_run_id = NULL WHERE id = $1 AND current_run_id = $2")
-            .bind(worker_id)
-            .bind(lease.run_id.0)
-            .execute(&mut *tx)
-            .await?;
+        let held = result.rows_affected() == 1;
+        if held {
+            end_attempt(&mut tx, lease, worker_id, status.as_str(), error).await?;
+        }
         tx.commit().await?;
-        Ok(result.rows_affected() == 1)
+        Ok(held)
     }
+
+    /// Returns the run to the queue for another attempt (the worker is shutting down), and
+    /// tells the scheduler so it is pushed at once.
+    pub async fn hand_back(&self, lease: Lease, worker_id: &str) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let result = sqlx::query(
+            "UPDATE runs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND attempt = $2 AND status = 'running'",
+        )
+        .bind(lease.run_id.0)
+        .bind(lease.attempt)
+        .execute(&mut *tx)
+        .await?;
+        let held = result.rows_affected() == 1;
+        if held {
+            end_attempt(&mut tx, lease, worker_id, "handed_back", Some("the worker shut down")).await?;
+            sqlx::query("SELECT pg_notify('cairn_runs_queued', $1)")
+                .bind(lease.run_id.0.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(held)
+    }
+}
+
+/// Records how an attempt ended and frees its worker.
+async fn end_attempt(
+    tx: &mut sqlx::PgConnection,
+    lease: Lease,
+    worker_id: &str,
+    outcome: &str,
+    error: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE run_attempts SET outcome = $3, error = $4, ended_at = now() WHERE run_id = $1 AND attempt = $2",
+    )
+    .bind(lease.run_id.0)
+    .bind(lease.attempt)
+    .bind(outcome)
+    .bind(error)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE workers SET current_run_id = NULL WHERE id = $1 AND current_run_id = $2")
+        .bind(worker_id)
+        .bind(lease.run_id.0)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }

@@ -1,9 +1,19 @@
 //! The training loop. It knows nothing of Postgres or Redis: it reports through `Progress`,
-//! which the worker connects to the metric writer and the cancel flag.
-use crate::model::{Cnn, TensorData, evaluate};
-use cairn_domain::{Optimizer, TrainParams};
+//! which the worker connects to the metric writer, the checkpoint store and the stop flags.
+//!
+//! A run can stop after any step and resume from its last checkpoint with the same result as
+//! if it had never stopped: the order of samples in an epoch comes from the seed and the
+//! epoch alone, and a checkpoint holds the weights, the optimizer's state, the position in
+//! the epoch and the loss sums in progress.
+use crate::{
+    model::{Cnn, TensorData, evaluate},
+    optim::Optimizer,
+};
+use cairn_domain::TrainParams;
+use rand::{SeedableRng, seq::SliceRandom};
+use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
-use tch::{Device, Kind, Tensor, nn, nn::ModuleT, nn::OptimizerConfig};
+use tch::{Device, Kind, Tensor, nn, nn::ModuleT};
 
 /// Metric keys written by training. Per-step keys use the global step, per-epoch keys the
 /// epoch number (1-based).
@@ -16,11 +26,93 @@ pub mod keys {
     pub const SAMPLES_PER_SECOND: &str = "samples_per_second";
 }
 
+/// Why training should stop before its last epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Stop and keep nothing more (cancelled, or the lease is gone).
+    Now,
+    /// Save a checkpoint first, so another attempt can continue from here.
+    AfterCheckpoint,
+}
+
 /// Where training reports to.
 pub trait Progress {
     fn metric(&mut self, key: &'static str, step: u64, value: f64);
-    /// Asked between steps; `true` ends training as cancelled.
-    fn should_stop(&self) -> bool;
+    /// Asked between steps.
+    fn stop(&self) -> Option<Stop>;
+    /// Persists a checkpoint to resume from; called at the end of every epoch, and before
+    /// stopping with `Stop::AfterCheckpoint`.
+    fn checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> anyhow::Result<()>;
+}
+
+/// Where training is: the epoch (1-based), the next batch in it, the global step, and the
+/// loss sums of the epoch and of the current logging window.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Position {
+    pub epoch: u32,
+    pub batch: i64,
+    pub step: u64,
+    pub epoch_loss_sum: f64,
+    pub window_loss_sum: f64,
+    pub window_steps: u64,
+}
+
+/// What a checkpoint holds.
+pub struct Checkpoint<'a> {
+    pub model: &'a nn::VarStore,
+    pub optimizer: &'a Optimizer,
+    pub position: Position,
+}
+
+impl Checkpoint<'_> {
+    /// Every tensor of the checkpoint, by name: the model's variables under their own names.
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        let p = &self.position;
+        let mut tensors: Vec<(String, Tensor)> = self.model.variables().into_iter().collect();
+        tensors.extend(self.optimizer.state());
+        for (name, value) in [
+            ("epoch", i64::from(p.epoch)),
+            ("batch", p.batch),
+            ("step", p.step as i64),
+            ("window_steps", p.window_steps as i64),
+        ] {
+            tensors.push((format!("position.{name}"), Tensor::from(value)));
+        }
+        for (name, value) in [("epoch_loss_sum", p.epoch_loss_sum), ("window_loss_sum", p.window_loss_sum)] {
+            tensors.push((format!("position.{name}"), Tensor::from(value)));
+        }
+        tensors
+    }
+}
+
+/// A checkpoint read back: tensors by name.
+pub struct Resume(pub Vec<(String, Tensor)>);
+
+impl Resume {
+    fn find(&self, name: &str) -> Option<Tensor> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone())
+    }
+
+    fn position(&self) -> anyhow::Result<Position> {
+        let int = |name: &str| {
+            self.find(&format!("position.{name}"))
+                .map(|t| t.int64_value(&[]))
+                .ok_or_else(|| anyhow::anyhow!("the checkpoint has no position.{name}"))
+        };
+        let float = |name: &str| {
+            self.find(&format!("position.{name}"))
+                .map(|t| t.double_value(&[]))
+                .ok_or_else(|| anyhow::anyhow!("the checkpoint has no position.{name}"))
+        };
+        Ok(Position {
+            epoch: int("epoch")? as u32,
+            batch: int("batch")?,
+            step: int("step")? as u64,
+            epoch_loss_sum: float("epoch_loss_sum")?,
+            window_loss_sum: float("window_loss_sum")?,
+            window_steps: int("window_steps")? as u64,
+        })
+    }
 }
 
 pub enum Outcome {
@@ -37,38 +129,59 @@ pub struct EpochSummary {
     pub seconds: f64,
 }
 
+/// The order of the training samples in `epoch`: a function of the seed and the epoch only,
+/// so a resumed run sees the same batches.
+pub fn epoch_order(seed: u64, epoch: u32, n: i64, device: Device) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(u64::from(epoch));
+    let mut order: Vec<i64> = (0..n).collect();
+    order.shuffle(&mut rng);
+    Tensor::from_slice(&order).to_device(device)
+}
+
 pub fn train(
     params: &TrainParams,
     train_data: &TensorData,
     val_data: &TensorData,
     device: Device,
+    resume: Option<Resume>,
     progress: &mut impl Progress,
 ) -> anyhow::Result<Outcome> {
     tch::manual_seed(params.seed as i64);
     let vs = nn::VarStore::new(device);
     let model = Cnn::new(&vs.root());
-    let lr = params.learning_rate;
-    let mut optimizer = match params.optimizer {
-        Optimizer::Adam => nn::Adam::default().build(&vs, lr)?,
-        Optimizer::Sgd => nn::Sgd::default().build(&vs, lr)?,
-    };
+    let mut optimizer = Optimizer::new(params.optimizer, &vs, params.learning_rate);
+    let mut position = Position { epoch: 1, ..Position::default() };
+    if let Some(resume) = &resume {
+        restore_model(&vs, resume)?;
+        optimizer.load_state(|name| resume.find(name).map(|t| t.to_device(device)))?;
+        position = resume.position()?;
+        tracing::info!(epoch = position.epoch, step = position.step, "resuming from checkpoint");
+    }
     let n = train_data.len();
     let batch = i64::from(params.batch_size);
+    let batches = (n + batch - 1) / batch;
     let log_every = u64::from(params.log_every);
-    let mut step: u64 = 0;
     let mut last = None;
-    for epoch in 1..=params.epochs {
+    while position.epoch <= params.epochs {
+        let epoch = position.epoch;
         let started = Instant::now();
-        let order = Tensor::randperm(n, (Kind::Int64, device));
+        let order = epoch_order(params.seed, epoch, n, device);
         // Losses stay on the device until they are logged: reading one forces a sync.
-        let mut epoch_loss = Tensor::zeros([], (Kind::Float, device));
-        let mut window_loss = Tensor::zeros([], (Kind::Float, device));
-        let mut window_steps = 0u64;
-        let mut start = 0;
-        while start < n {
-            if progress.should_stop() {
-                return Ok(Outcome::Stopped);
+        let mut epoch_loss = Tensor::from(position.epoch_loss_sum).to_kind(Kind::Float).to_device(device);
+        let mut window_loss = Tensor::from(position.window_loss_sum).to_kind(Kind::Float).to_device(device);
+        while position.batch < batches {
+            match progress.stop() {
+                Some(Stop::Now) => return Ok(Outcome::Stopped),
+                Some(Stop::AfterCheckpoint) => {
+                    position.epoch_loss_sum = epoch_loss.double_value(&[]);
+                    position.window_loss_sum = window_loss.double_value(&[]);
+                    progress.checkpoint(&Checkpoint { model: &vs, optimizer: &optimizer, position })?;
+                    return Ok(Outcome::Stopped);
+                }
+                None => {}
             }
+            let start = position.batch * batch;
             let size = batch.min(n - start);
             let index = order.narrow(0, start, size);
             let images = train_data.images.index_select(0, &index);
@@ -78,15 +191,15 @@ pub fn train(
             let loss = loss.detach();
             epoch_loss += &loss * (size as f64);
             window_loss += &loss;
-            window_steps += 1;
-            step += 1;
-            start += size;
-            if step % log_every == 0 {
-                let mean = window_loss.double_value(&[]) / window_steps as f64;
-                progress.metric(keys::TRAIN_LOSS, step, mean);
-                tracing::info!(epoch, step, train.loss = mean, "training");
+            position.window_steps += 1;
+            position.step += 1;
+            position.batch += 1;
+            if position.step % log_every == 0 {
+                let mean = window_loss.double_value(&[]) / position.window_steps as f64;
+                progress.metric(keys::TRAIN_LOSS, position.step, mean);
+                tracing::info!(epoch, step = position.step, train.loss = mean, "training");
                 let _ = window_loss.zero_();
-                window_steps = 0;
+                position.window_steps = 0;
             }
         }
         let train_loss = epoch_loss.double_value(&[]) / n as f64;
@@ -101,7 +214,7 @@ pub fn train(
         tracing::info!(
             epoch,
             epochs = params.epochs,
-            step,
+            step = position.step,
             train.loss = train_loss,
             val.loss = eval.loss,
             val.accuracy = eval.accuracy,
@@ -109,9 +222,31 @@ pub fn train(
             "epoch finished"
         );
         last = Some(EpochSummary { epoch, train_loss, val_loss: eval.loss, val_accuracy: eval.accuracy, seconds });
+        // The logging window carries over epochs, as in an uninterrupted run.
+        position = Position {
+            epoch: epoch + 1,
+            batch: 0,
+            step: position.step,
+            epoch_loss_sum: 0.0,
+            window_loss_sum: window_loss.double_value(&[]),
+            window_steps: position.window_steps,
+        };
+        if position.epoch <= params.epochs {
+            progress.checkpoint(&Checkpoint { model: &vs, optimizer: &optimizer, position })?;
+        }
     }
-    let last = last.ok_or_else(|| anyhow::anyhow!("a run has at least one epoch"))?;
+    let last = last.ok_or_else(|| anyhow::anyhow!("a run has at least one epoch after its last checkpoint"))?;
     Ok(Outcome::Finished { model: vs, last })
+}
+
+/// Copies the checkpoint's weights into the model's variables.
+fn restore_model(vs: &nn::VarStore, resume: &Resume) -> anyhow::Result<()> {
+    let _no_grad = tch::no_grad_guard();
+    for (name, mut variable) in vs.variables() {
+        let saved = resume.find(&name).ok_or_else(|| anyhow::anyhow!("the checkpoint has no `{name}`"))?;
+        variable.copy_(&saved);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -119,11 +254,16 @@ pub(crate) mod tests {
     use super::*;
     use cairn_datasets::synthetic;
     use cairn_domain::{SampleRange, TrainRequest};
+    use std::collections::BTreeMap;
 
+    /// Records what training reports; can ask it to stop after some steps, and keeps the
+    /// last checkpoint in memory.
     #[derive(Default)]
     pub(crate) struct Recorded {
         pub points: Vec<(&'static str, u64, f64)>,
-        pub stop_after: Option<usize>,
+        pub stop_after_points: Option<(usize, Stop)>,
+        pub last_checkpoint: Option<Vec<(String, Tensor)>>,
+        pub checkpoints: usize,
     }
 
     impl Progress for Recorded {
@@ -131,8 +271,28 @@ pub(crate) mod tests {
             self.points.push((key, step, value));
         }
 
-        fn should_stop(&self) -> bool {
-            self.stop_after.is_some_and(|limit| self.points.len() >= limit)
+        fn stop(&self) -> Option<Stop> {
+            self.stop_after_points.filter(|(limit, _)| self.points.len() >= *limit).map(|(_, stop)| stop)
+        }
+
+        fn checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> anyhow::Result<()> {
+            // Deep copies: the live tensors keep changing after this call.
+            self.last_checkpoint = Some(checkpoint.tensors().into_iter().map(|(n, t)| (n, t.copy())).collect());
+            self.checkpoints += 1;
+            Ok(())
+        }
+    }
+
+    impl Recorded {
+        /// Points as Postgres keeps them: one value per key and step, the first one written.
+        fn stored(&self) -> BTreeMap<(&'static str, u64), f64> {
+            let mut stored = BTreeMap::new();
+            for &(key, step, value) in &self.points {
+                if key != keys::EPOCH_SECONDS && key != keys::SAMPLES_PER_SECOND {
+                    stored.entry((key, step)).or_insert(value);
+                }
+            }
+            stored
         }
     }
 
@@ -162,7 +322,8 @@ pub(crate) mod tests {
         let params = small_params(2);
         let (train_data, val_data) = tensors(&params);
         let mut recorded = Recorded::default();
-        let (_, last) = finished(train(&params, &train_data, &val_data, Device::Cpu, &mut recorded).expect("trains"));
+        let (_, last) =
+            finished(train(&params, &train_data, &val_data, Device::Cpu, None, &mut recorded).expect("trains"));
         assert!(last.val_accuracy > 0.8, "validation accuracy {} after 2 epochs", last.val_accuracy);
         let count = |key| recorded.points.iter().filter(|(k, _, _)| *k == key).count();
         // 1200 / 32 = 38 steps per epoch, 76 in all, logged every 10 steps.
@@ -170,6 +331,7 @@ pub(crate) mod tests {
         for key in [keys::EPOCH_TRAIN_LOSS, keys::VAL_LOSS, keys::VAL_ACCURACY, keys::EPOCH_SECONDS] {
             assert_eq!(count(key), 2, "{key}");
         }
+        assert_eq!(recorded.checkpoints, 1, "a checkpoint after each epoch but the last");
         let first_loss = recorded.points.iter().find(|(k, _, _)| *k == keys::TRAIN_LOSS).expect("loss").2;
         assert!(last.train_loss < first_loss, "loss went from {first_loss} to {}", last.train_loss);
     }
@@ -180,12 +342,8 @@ pub(crate) mod tests {
         let (train_data, val_data) = tensors(&params);
         let run = || {
             let mut recorded = Recorded::default();
-            train(&params, &train_data, &val_data, Device::Cpu, &mut recorded).expect("trains");
-            recorded
-                .points
-                .into_iter()
-                .filter(|(key, _, _)| *key != keys::EPOCH_SECONDS && *key != keys::SAMPLES_PER_SECOND)
-                .collect::<Vec<_>>()
+            train(&params, &train_data, &val_data, Device::Cpu, None, &mut recorded).expect("trains");
+            recorded.stored()
         };
         assert_eq!(run(), run());
     }
@@ -194,9 +352,53 @@ pub(crate) mod tests {
     fn stops_between_steps_when_asked() {
         let params = small_params(2);
         let (train_data, val_data) = tensors(&params);
-        let mut recorded = Recorded { stop_after: Some(1), ..Default::default() };
-        let outcome = train(&params, &train_data, &val_data, Device::Cpu, &mut recorded).expect("trains");
+        let mut recorded = Recorded { stop_after_points: Some((1, Stop::Now)), ..Default::default() };
+        let outcome = train(&params, &train_data, &val_data, Device::Cpu, None, &mut recorded).expect("trains");
         assert!(matches!(outcome, Outcome::Stopped));
         assert_eq!(recorded.points.len(), 1);
+        assert!(recorded.last_checkpoint.is_none());
+    }
+
+    fn resumed_matches_uninterrupted(stop_after_points: usize) {
+        let params = small_params(3);
+        let (train_data, val_data) = tensors(&params);
+        let mut whole = Recorded::default();
+        let (whole_model, whole_last) =
+            finished(train(&params, &train_data, &val_data, Device::Cpu, None, &mut whole).expect("trains"));
+
+        let mut first =
+            Recorded { stop_after_points: Some((stop_after_points, Stop::AfterCheckpoint)), ..Default::default() };
+        assert!(matches!(
+            train(&params, &train_data, &val_data, Device::Cpu, None, &mut first).expect("trains"),
+            Outcome::Stopped
+        ));
+        let checkpoint = Resume(first.last_checkpoint.take().expect("a checkpoint before stopping"));
+        let mut second = Recorded::default();
+        let (resumed_model, resumed_last) = finished(
+            train(&params, &train_data, &val_data, Device::Cpu, Some(checkpoint), &mut second).expect("resumes"),
+        );
+
+        let mut combined = first.stored();
+        for (key, value) in second.stored() {
+            combined.entry(key).or_insert(value);
+        }
+        assert_eq!(combined, whole.stored());
+        assert_eq!(resumed_last.val_accuracy, whole_last.val_accuracy);
+        assert_eq!(resumed_last.val_loss, whole_last.val_loss);
+        for (name, weight) in whole_model.variables() {
+            assert!(weight.equal(&resumed_model.variables()[&name]), "{name} differs");
+        }
+    }
+
+    #[test]
+    fn a_run_resumed_mid_epoch_ends_exactly_like_an_uninterrupted_one() {
+        // 3 train_loss points in: epoch 1, step 30 of 38.
+        resumed_matches_uninterrupted(3);
+    }
+
+    #[test]
+    fn a_run_resumed_in_a_later_epoch_ends_exactly_like_an_uninterrupted_one() {
+        // Epoch 1's 3 losses and 5 epoch metrics, then 4 losses of epoch 2.
+        resumed_matches_uninterrupted(12);
     }
 }

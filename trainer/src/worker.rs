@@ -1,13 +1,25 @@
 //! The worker process: takes run jobs from its Redis queues through apalis, claims each run
 //! in Postgres, executes it and records the outcome. apalis never retries a job: whatever
 //! happens, the handler reports success to it, and retries are decided in Postgres.
-use crate::{device, execute::Executor, settings::Settings, store::Store};
+use crate::{
+    device,
+    execute::{Executor, RunEnd},
+    settings::Settings,
+    store::Store,
+};
 use anyhow::Context;
 use apalis::prelude::*;
 use cairn_datasets::DataDir;
 use cairn_domain::{RunJob, job::RUN_JOB_VERSION};
 use sqlx::postgres::PgPoolOptions;
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -50,6 +62,8 @@ impl Worker {
             artifact_dir: settings.artifact_dir.clone(),
             device,
             heartbeat_interval: settings.heartbeat_interval,
+            lease_duration: settings.lease_duration,
+            shutting_down: Arc::new(AtomicBool::new(false)),
         };
         let state =
             Arc::new(WorkerState { worker_id: settings.worker_id.clone(), store, executor, busy: Semaphore::new(1) });
@@ -60,7 +74,8 @@ impl Worker {
         &self.settings.worker_id
     }
 
-    /// Serves the queues until `shutdown` completes, then lets the run in progress finish.
+    /// Serves the queues until `shutdown` completes. The run in progress then stops after its
+    /// current step, saves a checkpoint and goes back to the queue, to resume elsewhere.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let heartbeat = tokio::spawn(heartbeat(self.state.clone(), self.settings.heartbeat_interval));
         let mut monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
@@ -75,9 +90,12 @@ impl Worker {
                 WorkerBuilder::new(name.clone()).backend(storage.clone()).data(state.clone()).build(handle_job)
             });
         }
+        let shutting_down = self.state.executor.shutting_down.clone();
         let result = monitor
             .run_with_signal(async move {
                 shutdown.await;
+                tracing::info!("shutting down: handing the run in progress back");
+                shutting_down.store(true, Ordering::Relaxed);
                 Ok(())
             })
             .await;
@@ -109,41 +127,45 @@ impl WorkerState {
         tracing::info!("run started");
         let lease = run.lease;
         let end = self.executor.execute(run).await;
-        let (status, error) = end.status_and_error();
-        match error {
-            Some(error) if status == cairn_domain::RunStatus::Failed => {
-                tracing::error!(error, "run failed")
+        match &end {
+            RunEnd::LeaseLost => tracing::warn!("the run's lease was taken over; its outcome is not recorded"),
+            RunEnd::HandedBack => {
+                retry("handing the run back", || self.store.hand_back(lease, &self.worker_id)).await;
+                tracing::info!("run handed back to the queue");
             }
-            _ => tracing::info!(status = %status, "run ended"),
+            RunEnd::Failed(error) => tracing::error!(error = %error, "run failed"),
+            RunEnd::Succeeded | RunEnd::Cancelled => {}
         }
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.store.finish(lease, &self.worker_id, status, error).await {
-                Ok(true) => return,
-                Ok(false) => {
-                    tracing::warn!("the run's lease was taken over; its outcome is not recorded");
-                    return;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "recording the outcome failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+        if let Some((status, error)) = end.final_status() {
+            if retry("recording the outcome", || self.store.finish(lease, &self.worker_id, status, error)).await {
+                tracing::info!(status = %status, "run ended");
+            } else {
+                tracing::warn!("the run's lease was taken over; its outcome is not recorded");
             }
         }
     }
 
     /// Claims the run, waiting out a Postgres outage rather than dropping the job.
     async fn claim(&self, job: &RunJob) -> Option<crate::store::ClaimedRun> {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.store.claim(job, &self.worker_id).await {
-                Ok(claimed) => return claimed,
-                Err(err) => {
-                    tracing::warn!(error = %err, "claiming the run failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+        retry("claiming the run", || self.store.claim(job, &self.worker_id, self.executor.lease_duration)).await
+    }
+}
+
+/// Runs `attempt` until Postgres answers, backing off up to 5 s: a worker waits out an outage
+/// rather than dropping what it knows.
+async fn retry<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<T>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(err) => {
+                tracing::warn!(error = %err, "{what} failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

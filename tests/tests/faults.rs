@@ -1,0 +1,129 @@
+//! Fault injection with real worker processes: a worker killed with `kill -9` mid-epoch, and
+//! a worker stopped with SIGTERM. Either way the run finishes elsewhere, resumed from its
+//! last checkpoint, with exactly the metrics of an uninterrupted run.
+#![allow(clippy::unwrap_used)]
+
+use cairn_tests::TestEnv;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// About 4 s an epoch on one thread: long enough to stop it in the middle.
+fn run_params() -> Value {
+    json!({"dataset": "synthetic-digits", "train_range": [0, 6000], "validation_range": [9000, 9500],
+           "epochs": 3, "batch_size": 16, "seed": 11, "log_every": 25})
+}
+
+/// Every stored metric value except timings, by key and step.
+async fn metric_values(env: &TestEnv, run_id: i64) -> Vec<(String, i64, f64)> {
+    sqlx::query_as(
+        "SELECT key, step, value FROM metrics WHERE run_id = $1
+         AND key NOT IN ('epoch_seconds', 'samples_per_second') ORDER BY key, step",
+    )
+    .bind(run_id)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap()
+}
+
+async fn attempts(env: &TestEnv, run_id: i64) -> Vec<(i32, String, Option<String>)> {
+    sqlx::query_as("SELECT attempt, worker_id, outcome FROM run_attempts WHERE run_id = $1 ORDER BY attempt")
+        .bind(run_id)
+        .fetch_all(&env.pool)
+        .await
+        .unwrap()
+}
+
+/// Waits until the run's first epoch checkpoint is recorded and a few steps of epoch 2 ran.
+async fn wait_for_second_epoch(env: &TestEnv, run_id: i64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let steps: Option<i64> = sqlx::query_scalar(
+            "SELECT max(step) FROM metrics WHERE run_id = $1 AND key = 'train_loss'
+             AND EXISTS (SELECT 1 FROM artifacts WHERE run_id = $1 AND kind = 'resume_checkpoint')",
+        )
+        .bind(run_id)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+        // 6000 / 16 = 375 steps an epoch: stop between steps 400 and 750.
+        if steps.is_some_and(|step| step >= 400) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "run {run_id} did not reach its second epoch");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Trains the same params without interruption, for comparison.
+async fn uninterrupted(env: &TestEnv, experiment: i64) -> Vec<(String, i64, f64)> {
+    let run_id = env.submit_train(experiment, run_params()).await;
+    let run = env.wait_for_status(run_id, &["succeeded", "failed"], Duration::from_secs(180)).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    metric_values(env, run_id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_epoch_is_replaced_and_the_run_resumes_from_its_checkpoint() {
+    let env = TestEnv::new().await;
+    let _scheduler = env.start_scheduler().await;
+    let mut first = env.spawn_worker_process("worker-a");
+    let experiment = env.create_experiment("kill -9").await;
+    let run_id = env.submit_train(experiment, run_params()).await;
+    env.wait_for_status(run_id, &["running"], Duration::from_secs(60)).await;
+    let _second = env.spawn_worker_process("worker-b");
+    wait_for_second_epoch(&env, run_id).await;
+
+    first.kill();
+    let killed_at = Instant::now();
+    let run = env.wait_for_status(run_id, &["succeeded", "failed"], Duration::from_secs(180)).await;
+    println!("kill -9: the run finished {:?} after the kill", killed_at.elapsed());
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 2);
+    assert_eq!(run["worker_id"], "worker-b");
+    assert_eq!(
+        attempts(&env, run_id).await,
+        vec![
+            (1, "worker-a".to_owned(), Some("lost".to_owned())),
+            (2, "worker-b".to_owned(), Some("succeeded".to_owned()))
+        ]
+    );
+    let second_log = std::fs::read_to_string(env.artifact_dir.join("worker-b.log")).unwrap();
+    assert!(second_log.contains("resuming from checkpoint"), "worker-b did not resume:\n{second_log}");
+
+    let resumed = metric_values(&env, run_id).await;
+    assert_eq!(
+        resumed,
+        uninterrupted(&env, experiment).await,
+        "the resumed run's metrics differ from an uninterrupted run's"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_hands_the_run_back_and_another_worker_resumes_it() {
+    let env = TestEnv::new().await;
+    let _scheduler = env.start_scheduler().await;
+    let mut first = env.spawn_worker_process("worker-a");
+    let experiment = env.create_experiment("sigterm").await;
+    let run_id = env.submit_train(experiment, run_params()).await;
+    wait_for_second_epoch(&env, run_id).await;
+
+    let exit = first.terminate(Duration::from_secs(10));
+    println!("SIGTERM: the worker exited after {exit:?}");
+    let (_, run) = env.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert!(run["status"] == "queued" || run["status"] == "running", "{run}");
+    assert!(first.log().contains("run handed back"), "{}", first.log());
+
+    let _second = env.spawn_worker_process("worker-b");
+    let run = env.wait_for_status(run_id, &["succeeded", "failed"], Duration::from_secs(180)).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 2);
+    assert_eq!(
+        attempts(&env, run_id).await,
+        vec![
+            (1, "worker-a".to_owned(), Some("handed_back".to_owned())),
+            (2, "worker-b".to_owned(), Some("succeeded".to_owned()))
+        ]
+    );
+    let resumed = metric_values(&env, run_id).await;
+    assert_eq!(resumed, uninterrupted(&env, experiment).await);
+}
