@@ -9,7 +9,11 @@ mod settings;
 use anyhow::Context;
 use cairn_domain::{RunId, RunJob};
 use sqlx::{PgPool, postgres::PgListener, postgres::PgPoolOptions};
-use std::{collections::HashMap, future::Future, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    time::{Duration, Instant},
+};
 
 pub use settings::Settings;
 
@@ -24,6 +28,7 @@ pub struct Scheduler {
     pool: PgPool,
     redis: cairn_queue::Connection,
     queues: HashMap<String, cairn_queue::Storage>,
+    postgres_reachable_since: Instant,
 }
 
 impl Scheduler {
@@ -35,7 +40,7 @@ impl Scheduler {
             .await
             .context("connecting to Postgres")?;
         let redis = cairn_queue::connect(&settings.redis_url).await?;
-        Ok(Self { settings, pool, redis, queues: HashMap::new() })
+        Ok(Self { settings, pool, redis, queues: HashMap::new(), postgres_reachable_since: Instant::now() })
     }
 
     /// Dispatches until `shutdown` completes.
@@ -49,8 +54,12 @@ impl Scheduler {
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 _ = sweeps.tick() => {
-                    self.log_errors(Self::reap_expired_leases).await;
-                    self.log_errors(Self::dispatch_all).await;
+                    // Leases are only judged after Postgres has been reachable for a while:
+                    // workers could not renew while it was away.
+                    if self.postgres_reachable_since.elapsed() >= self.settings.reap_grace {
+                        self.log_errors("ending expired leases", Self::reap_expired_leases).await;
+                    }
+                    self.log_errors("dispatching queued runs", Self::dispatch_all).await;
                 }
                 notification = listener.recv() => match notification {
                     Ok(notification) => match notification.payload().parse::<i64>() {
@@ -59,6 +68,7 @@ impl Scheduler {
                     },
                     // The listener reconnects by itself; the next sweep covers what was missed.
                     Err(err) => {
+                        self.postgres_reachable_since = Instant::now();
                         tracing::warn!(error = %err, "listening to Postgres failed");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
@@ -67,15 +77,18 @@ impl Scheduler {
         }
     }
 
-    async fn log_errors<F>(&mut self, step: F)
+    async fn log_errors<F>(&mut self, what: &str, step: F)
     where
         F: AsyncFnOnce(&mut Self) -> anyhow::Result<usize>,
     {
         match step(self).await {
             Ok(0) => {}
-            Ok(pushed) => tracing::debug!(runs = pushed, "swept queued runs"),
+            Ok(runs) => tracing::debug!(runs, "{what}"),
             Err(err) => {
-                tracing::warn!(error = format!("{err:#}"), "dispatching queued runs failed; retrying on the next sweep")
+                if err.downcast_ref::<sqlx::Error>().is_some() {
+                    self.postgres_reachable_since = Instant::now();
+                }
+                tracing::warn!(error = format!("{err:#}"), "{what} failed; retrying on the next sweep")
             }
         }
     }

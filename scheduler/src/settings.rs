@@ -15,6 +15,9 @@ pub struct Settings {
     /// `CAIRN_MAX_ATTEMPTS`: how many attempts of a run may lose their worker before the run
     /// fails.
     pub max_lost_attempts: u32,
+    /// `CAIRN_REAP_GRACE_MS`: after Postgres comes back (and at start), how long workers get
+    /// to renew their leases before expired ones are ended as lost.
+    pub reap_grace: Duration,
 }
 
 impl Settings {
@@ -25,6 +28,7 @@ impl Settings {
             queue_prefix: env_or("CAIRN_QUEUE_PREFIX", "cairn".to_owned())?,
             sweep_interval: Duration::from_millis(env_or("CAIRN_SWEEP_INTERVAL_MS", 5_000)?),
             max_lost_attempts: env_or("CAIRN_MAX_ATTEMPTS", 3)?,
+            reap_grace: Duration::from_millis(env_or("CAIRN_REAP_GRACE_MS", 10_000)?),
         })
     }
 }

@@ -183,6 +183,7 @@ impl TestEnv {
             queue_prefix: self.queue_prefix.clone(),
             sweep_interval: Duration::from_millis(500),
             max_lost_attempts: 3,
+            reap_grace: Duration::from_secs(2),
         };
         let scheduler = cairn_scheduler::Scheduler::build(settings).await.unwrap();
         Service::spawn(|stopped| {
