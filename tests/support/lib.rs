@@ -26,6 +26,14 @@ pub fn shared_data_dir() -> PathBuf {
     dir.canonicalize().unwrap()
 }
 
+/// With `CAIRN_TEST_LOG` set (a `tracing` filter such as `info`), the in-process services log
+/// to the test's output.
+fn init_test_logging() {
+    if let Ok(filter) = std::env::var("CAIRN_TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
+}
+
 fn admin_url() -> String {
     std::env::var("CAIRN_TEST_ADMIN_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
@@ -137,6 +145,7 @@ impl TestEnv {
     }
 
     pub async fn with_data_dir(data_dir: PathBuf) -> Self {
+        init_test_logging();
         let id = ulid::Ulid::generate().to_string().to_lowercase();
         let database = format!("cairn_test_{id}");
         let admin = PgPoolOptions::new().max_connections(1).connect(&admin_url()).await.unwrap();

@@ -23,6 +23,8 @@ use std::{
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+const RESTART_PAUSE: Duration = Duration::from_millis(500);
+
 pub struct Worker {
     settings: Settings,
     state: Arc<WorkerState>,
@@ -78,16 +80,25 @@ impl Worker {
     /// current step, saves a checkpoint and goes back to the queue, to resume elsewhere.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let heartbeat = tokio::spawn(heartbeat(self.state.clone(), self.settings.heartbeat_interval));
-        let mut monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
+        // When Redis loses the worker's registration (FLUSHALL, a restart without persistence)
+        // or the connection fails, apalis ends the worker with an error. Restart it under a
+        // new name (a name reused within its heartbeat window is refused); the pause keeps a
+        // Redis that is down from turning this into a busy loop.
+        let mut monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30)).should_restart(|worker, error| {
+            tracing::warn!(worker = %worker.name(), restarts = worker.restarts(), %error, "queue connection failed; restarting");
+            std::thread::sleep(RESTART_PAUSE);
+            true
+        });
         for queue in &self.settings.queues {
             let storage = cairn_queue::storage(self.redis.clone(), &self.settings.queue_prefix, queue)
                 .poll_with_interval(self.settings.poll_interval);
             let state = self.state.clone();
-            // A unique apalis name per process start: reusing one within its heartbeat window
-            // makes apalis refuse to start.
             let name = format!("{}-{queue}", self.settings.worker_id);
-            monitor = monitor.register(move |_restarts| {
-                WorkerBuilder::new(name.clone()).backend(storage.clone()).data(state.clone()).build(handle_job)
+            monitor = monitor.register(move |restarts| {
+                WorkerBuilder::new(format!("{name}-{restarts}"))
+                    .backend(storage.clone())
+                    .data(state.clone())
+                    .build(handle_job)
             });
         }
         let shutting_down = self.state.executor.shutting_down.clone();
