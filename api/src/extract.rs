@@ -37,7 +37,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 }
                 body.extend_from_slice(&chunk);
             }
-            decode_json(&body).map(JsonBody)
+            // Every body is an object; serde would otherwise read a struct from an array.
+            match body.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'{') | None => decode_json(&body).map(JsonBody),
+                Some(_) => Err(ApiError::BadRequest {
+                    code: "invalid_type",
+                    message: "the body must be a JSON object".to_owned(),
+                    field: None,
+                }),
+            }
         })
     }
 }

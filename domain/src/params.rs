@@ -31,8 +31,8 @@ pub enum Device {
 #[serde(deny_unknown_fields)]
 pub struct TrainRequest {
     pub dataset: String,
-    pub train_range: Option<[i64; 2]>,
-    pub validation_range: Option<[i64; 2]>,
+    pub train_range: Option<Vec<i64>>,
+    pub validation_range: Option<Vec<i64>>,
     pub epochs: Option<i64>,
     pub batch_size: Option<i64>,
     pub learning_rate: Option<f64>,
@@ -74,11 +74,11 @@ impl TrainParams {
     pub fn validate(request: &TrainRequest, dataset_len: usize) -> Result<Self, ValidationError> {
         let dataset = request.dataset_name()?;
         let split = dataset_len * 4 / 5;
-        let train_range = match request.train_range {
+        let train_range = match &request.train_range {
             Some(range) => parse_range("train_range", range, dataset_len)?,
             None => SampleRange::new(0, split),
         };
-        let validation_range = match request.validation_range {
+        let validation_range = match &request.validation_range {
             Some(range) => parse_range("validation_range", range, dataset_len)?,
             None => SampleRange::new(split, dataset_len),
         };
@@ -132,8 +132,14 @@ fn in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, Validati
     }
 }
 
-fn parse_range(field: &str, [start, end]: [i64; 2], dataset_len: usize) -> Result<SampleRange, ValidationError> {
+fn parse_range(field: &str, range: &[i64], dataset_len: usize) -> Result<SampleRange, ValidationError> {
     let len = dataset_len as i64;
+    let &[start, end] = range else {
+        return Err(ValidationError::new(
+            field,
+            format!("must be [start, end] with 0 <= start < end <= {len} (the dataset's size)"),
+        ));
+    };
     if start < 0 || end <= start || end > len {
         return Err(ValidationError::new(
             field,
@@ -200,6 +206,7 @@ mod tests {
             (json!({"dataset": "mnist", "train_range": [0, 10_001]}), "train_range"),
             (json!({"dataset": "mnist", "train_range": [5, 5]}), "train_range"),
             (json!({"dataset": "mnist", "validation_range": [-1, 5]}), "validation_range"),
+            (json!({"dataset": "mnist", "train_range": [0, 1, 2]}), "train_range"),
             (json!({"dataset": "mnist", "train_range": [0, 100], "validation_range": [50, 150]}), "validation_range"),
             (json!({"dataset": "../secrets"}), "dataset"),
         ];

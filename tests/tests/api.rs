@@ -31,6 +31,28 @@ async fn rejected_run_submissions_record_and_queue_nothing() {
         ("huge number", r#"{"kind": "train", "params": {"dataset": "mnist", "epochs": 1e400}}"#.to_owned(), 400, "number_out_of_range", Some("params.epochs")),
         ("malformed JSON", r#"{"kind": "train", "params": "#.to_owned(), 400, "malformed_json", None),
         ("bad queue name", json!({"kind": "train", "params": {"dataset": "mnist"}, "queue": "GPU!"}).to_string(), 422, "invalid_value", Some("queue")),
+        ("priority too high", json!({"kind": "train", "params": {"dataset": "mnist"}, "priority": 1_000_000}).to_string(), 422, "invalid_value", Some("priority")),
+        ("negative epochs", train(json!({"dataset": "mnist", "epochs": -3})).to_string(), 422, "invalid_value", Some("params.epochs")),
+        ("epochs beyond i64", r#"{"kind": "train", "params": {"dataset": "mnist", "epochs": 99999999999999999999}}"#.to_owned(), 400, "invalid_type", Some("params.epochs")),
+        ("fractional batch size", train(json!({"dataset": "mnist", "batch_size": 2.5})).to_string(), 400, "invalid_type", Some("params.batch_size")),
+        ("NaN learning rate", r#"{"kind": "train", "params": {"dataset": "mnist", "learning_rate": NaN}}"#.to_owned(), 400, "malformed_json", None),
+        ("learning rate as string", train(json!({"dataset": "mnist", "learning_rate": "0.1"})).to_string(), 400, "invalid_type", Some("params.learning_rate")),
+        ("huge learning rate", train(json!({"dataset": "mnist", "learning_rate": 1e300})).to_string(), 422, "invalid_value", Some("params.learning_rate")),
+        ("negative seed", train(json!({"dataset": "mnist", "seed": -1})).to_string(), 422, "invalid_value", Some("params.seed")),
+        ("unknown optimizer", train(json!({"dataset": "mnist", "optimizer": "adamw"})).to_string(), 400, "invalid_type", Some("params.optimizer")),
+        ("unknown device", train(json!({"dataset": "mnist", "device": "tpu"})).to_string(), 400, "invalid_type", Some("params.device")),
+        ("range of three", train(json!({"dataset": "mnist", "train_range": [0, 1, 2]})).to_string(), 422, "invalid_value", Some("params.train_range")),
+        ("reversed range", train(json!({"dataset": "mnist", "train_range": [100, 10]})).to_string(), 422, "invalid_value", Some("params.train_range")),
+        ("overlapping ranges", train(json!({"dataset": "mnist", "train_range": [0, 100], "validation_range": [50, 150]})).to_string(), 422, "invalid_value", Some("params.validation_range")),
+        ("SQL in the dataset", train(json!({"dataset": "mnist'; DROP TABLE runs; --"})).to_string(), 422, "invalid_value", Some("params.dataset")),
+        ("unicode dataset", train(json!({"dataset": "ｍｎｉｓｔ"})).to_string(), 422, "invalid_value", Some("params.dataset")),
+        ("absolute dataset path", train(json!({"dataset": "/etc/passwd"})).to_string(), 422, "invalid_value", Some("params.dataset")),
+        ("1 KB dataset name", train(json!({"dataset": "a".repeat(1000)})).to_string(), 422, "invalid_value", Some("params.dataset")),
+        ("params as array", json!({"kind": "train", "params": [1, 2]}).to_string(), 400, "invalid_type", Some("params[0]")),
+        ("body as array", json!([{"kind": "train"}]).to_string(), 400, "invalid_type", None),
+        ("null body", "null".to_owned(), 400, "invalid_type", None),
+        ("empty body", String::new(), 400, "malformed_json", None),
+        ("deep nesting", format!("{{\"kind\": \"train\", \"params\": {{\"dataset\": {}{}}}}}", "[".repeat(100_000), "]".repeat(100_000)), 400, "invalid_type", Some("params.dataset")),
     ];
     for (name, body, status, code, field) in cases {
         let (got_status, got) = env.post_raw(&runs, body).await;
@@ -42,12 +64,29 @@ async fn rejected_run_submissions_record_and_queue_nothing() {
     let (status, got) = env.post_raw(&runs, vec![b' '; 2 << 20]).await;
     assert_eq!(status, 413, "{got}");
     assert_eq!(got["error"], "payload_too_large");
+    // Other endpoints, same rules.
+    let one_mb_name = json!({ "name": "n".repeat(1 << 20) }).to_string();
+    let experiment_cases: Vec<(String, u16, Option<&str>)> = vec![
+        (one_mb_name, 413, None),
+        (json!({ "name": "é".repeat(201) }).to_string(), 422, Some("name")),
+        (json!({"name": "x", "owner": "y"}).to_string(), 400, Some("owner")),
+        (json!({"name": 5}).to_string(), 400, Some("name")),
+        (json!({"name": "   "}).to_string(), 422, Some("name")),
+    ];
+    for (body, status, field) in experiment_cases {
+        let (got_status, got) = env.post_raw("/api/v1/experiments", body).await;
+        assert_eq!((got_status, got["field"].as_str()), (status, field), "{got}");
+        assert!(got["error"].is_string());
+    }
     let (status, _) = env.post("/api/v1/experiments/999999/runs", &train(json!({"dataset": "mnist"}))).await;
     assert_eq!(status, 404);
 
+    // Names in other scripts are fine: only a rule can reject a name.
+    let (status, body) = env.post("/api/v1/experiments", &json!({"name": "实验 ✓"})).await;
+    assert_eq!(status, 201, "{body}");
     // Give the scheduler a sweep to push anything that slipped through.
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    assert_eq!(table_counts(&env).await, [1, 0, 0, 0]);
+    assert_eq!(table_counts(&env).await, [2, 0, 0, 0]);
     assert!(env.queue_keys().await.is_empty(), "{:?}", env.queue_keys().await);
 }
 

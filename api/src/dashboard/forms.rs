@@ -111,9 +111,9 @@ fn choice<T: Copy>(errors: &mut FieldErrors, field: &str, text: &str, options: &
     found
 }
 
-fn range(errors: &mut FieldErrors, field: &str, start: &str, end: &str) -> Option<[i64; 2]> {
+fn range(errors: &mut FieldErrors, field: &str, start: &str, end: &str) -> Option<Vec<i64>> {
     match (integer(errors, field, start), integer(errors, field, end)) {
-        (Some(start), Some(end)) => Some([start, end]),
+        (Some(start), Some(end)) => Some(vec![start, end]),
         (None, None) => None,
         _ => {
             errors.add(field, "give both start and end, or neither for the default split");
@@ -132,7 +132,7 @@ mod tests {
         form.train_start = "0".into();
         form.train_end = "100".into();
         let request = form.to_request().expect("valid form");
-        assert_eq!(request.train_range, Some([0, 100]));
+        assert_eq!(request.train_range, Some(vec![0, 100]));
         assert_eq!(request.optimizer, Some(Optimizer::Adam));
 
         form.epochs = "two".into();
