@@ -19,6 +19,13 @@ pub enum ApiError {
     /// Well-formed input that breaks a rule.
     Invalid(ValidationError),
     NotFound(&'static str),
+    /// No credentials, or ones that are unknown, expired or revoked.
+    Unauthorized,
+    /// Signed in, but the role is too weak (or the form's CSRF token is wrong).
+    Forbidden(String),
+    TooManyRequests {
+        retry_after: u64,
+    },
     Conflict {
         code: &'static str,
         message: String,
@@ -50,6 +57,9 @@ impl ApiError {
             Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
             Self::Invalid(_) => "invalid_value",
             Self::NotFound(_) => "not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::TooManyRequests { .. } => "rate_limited",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -69,6 +79,9 @@ impl ApiError {
             Self::BadRequest { message, .. } | Self::Conflict { message, .. } => message.clone(),
             Self::Invalid(err) => err.message.clone(),
             Self::NotFound(what) => format!("no such {what}"),
+            Self::Unauthorized => "sign in first: send `Authorization: Bearer <token>`".to_owned(),
+            Self::Forbidden(message) => message.clone(),
+            Self::TooManyRequests { retry_after } => format!("too many requests; retry in {retry_after} s"),
             Self::PayloadTooLarge { limit } => {
                 format!("the request body is larger than {limit} bytes")
             }
@@ -94,6 +107,9 @@ impl ResponseError for ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -107,8 +123,17 @@ impl ResponseError for ApiError {
         }
         let message = self.message();
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable(_)) {
-            response.insert_header(("Retry-After", RETRY_AFTER_SECONDS.to_string()));
+        match self {
+            Self::Unavailable(_) => {
+                response.insert_header(("Retry-After", RETRY_AFTER_SECONDS.to_string()));
+            }
+            Self::TooManyRequests { retry_after } => {
+                response.insert_header(("Retry-After", retry_after.to_string()));
+            }
+            Self::Unauthorized => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            _ => {}
         }
         response.json(ErrorBody { error: self.code(), message: &message, field: self.field() })
     }

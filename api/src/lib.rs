@@ -1,6 +1,8 @@
 //! The API process: the REST API under `/api/v1` and the server-rendered dashboard.
 //! Architecture invariant: this is the only crate that speaks HTTP and renders templates.
 
+pub mod admin;
+pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod extract;

@@ -16,6 +16,12 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// `CAIRN_WORKERS`: HTTP worker threads.
     pub http_workers: usize,
+    /// `CAIRN_ARTIFACT_DIR`: where the workers write artifacts, served after access checks.
+    pub artifact_dir: PathBuf,
+    /// `CAIRN_RATE_LIMIT_PER_MINUTE`: requests one API token may make per minute.
+    pub rate_limit_per_minute: u32,
+    /// `CAIRN_SESSION_HOURS`: how long a dashboard sign-in lasts.
+    pub session_hours: u32,
 }
 
 impl Settings {
@@ -27,6 +33,9 @@ impl Settings {
             data_dir: env_or("CAIRN_DATA_DIR", PathBuf::from("data"))?,
             max_body_bytes: env_or("CAIRN_MAX_BODY_BYTES", 4 << 20)?,
             http_workers: env_or("CAIRN_WORKERS", 2)?,
+            artifact_dir: env_or("CAIRN_ARTIFACT_DIR", PathBuf::from("artifacts"))?,
+            rate_limit_per_minute: env_or("CAIRN_RATE_LIMIT_PER_MINUTE", 6_000)?,
+            session_hours: env_or("CAIRN_SESSION_HOURS", 12)?,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Building the application: pools, routes and the HTTP server. Tests start the real thing
 //! on port 0 through `Application::build`.
-use crate::{dashboard, error::ApiError, routes, settings::Settings};
+use crate::{auth::rate_limit::RateLimiter, dashboard, error::ApiError, routes, settings::Settings};
 use actix_web::{App, HttpServer, dev::Server, web};
 use anyhow::Context;
 use cairn_datasets::DataDir;
@@ -13,6 +13,7 @@ pub struct AppState {
     pub pool: PgPool,
     pub redis: redis::aio::ConnectionManager,
     pub data_dir: DataDir,
+    pub rate_limiter: RateLimiter,
 }
 
 pub struct Application {
@@ -39,7 +40,13 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind).with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let http_workers = settings.http_workers;
-        let state = web::Data::new(AppState { data_dir: DataDir::new(&settings.data_dir), settings, pool, redis });
+        let state = web::Data::new(AppState {
+            data_dir: DataDir::new(&settings.data_dir),
+            rate_limiter: RateLimiter::new(settings.rate_limit_per_minute),
+            settings,
+            pool,
+            redis,
+        });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -1,6 +1,7 @@
 //! Submitting a run, shared by the REST API and the dashboard form: everything is validated
 //! before anything is recorded, so a rejected submission leaves no trace.
 use crate::{
+    auth::{Role, access, audit},
     error::ApiError,
     startup::AppState,
     store::{self, runs::Run},
@@ -22,10 +23,14 @@ pub struct RunSubmission {
     pub priority: Option<i64>,
 }
 
-pub async fn submit_run(state: &AppState, experiment_id: i64, submission: RunSubmission) -> Result<Run, ApiError> {
-    if store::experiments::get(&state.pool, experiment_id).await?.is_none() {
-        return Err(ApiError::NotFound("experiment"));
-    }
+/// Validates and records a run for `user_id`, who must be a member of the experiment's team.
+pub async fn submit_run(
+    state: &AppState,
+    user_id: i64,
+    experiment_id: i64,
+    submission: RunSubmission,
+) -> Result<Run, ApiError> {
+    let experiment = access::experiment(&state.pool, user_id, experiment_id, Role::Member).await?;
     let params = validate_train(state, &submission.params).await?;
     let queue = submission.queue.as_deref().unwrap_or("default");
     if queue.is_empty()
@@ -39,11 +44,25 @@ pub async fn submit_run(state: &AppState, experiment_id: i64, submission: RunSub
         return Err(ApiError::invalid("priority", format!("must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")));
     }
     let params = serde_json::to_value(&params).map_err(|err| ApiError::Internal(err.to_string()))?;
+    let mut tx = state.pool.begin().await?;
     let run = store::runs::create(
-        &state.pool,
+        &mut tx,
         store::runs::NewRun { experiment_id, kind: submission.kind, params, queue, priority: priority as i32 },
     )
     .await?;
+    audit::record(
+        &mut *tx,
+        audit::Entry {
+            user_id,
+            team_id: Some(experiment.team_id),
+            action: "run.create",
+            target_type: "run",
+            target_id: Some(run.id),
+            details: serde_json::json!({ "experiment_id": experiment_id, "kind": run.kind }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
     tracing::info!(run.id = run.id, experiment.id = experiment_id, "run queued");
     Ok(run)
 }

@@ -42,6 +42,12 @@ fn redis_url() -> String {
     std::env::var("CAIRN_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
 /// A process started in-process, stopped when dropped.
 pub struct Service {
     stop: Option<oneshot::Sender<()>>,
@@ -134,9 +140,16 @@ pub struct TestEnv {
     pub artifact_dir: PathBuf,
     pub data_dir: PathBuf,
     pub base_url: String,
+    /// Sends the token of `alice`, the admin of team `team-a`.
     pub http: reqwest::Client,
+    pub token: String,
     _api: Service,
 }
+
+/// The user every test acts as unless it says otherwise.
+pub const ADMIN: &str = "alice";
+pub const ADMIN_PASSWORD: &str = "alice's password";
+pub const TEAM: &str = "team-a";
 
 impl TestEnv {
     /// A fresh database and the API serving it; no scheduler or worker yet.
@@ -145,6 +158,15 @@ impl TestEnv {
     }
 
     pub async fn with_data_dir(data_dir: PathBuf) -> Self {
+        Self::build(data_dir, 100_000).await
+    }
+
+    /// The API refuses more than `per_minute` requests a minute per token.
+    pub async fn with_rate_limit(per_minute: u32) -> Self {
+        Self::build(shared_data_dir(), per_minute).await
+    }
+
+    async fn build(data_dir: PathBuf, rate_limit_per_minute: u32) -> Self {
         init_test_logging();
         let id = ulid::Ulid::generate().to_string().to_lowercase();
         let database = format!("cairn_test_{id}");
@@ -163,7 +185,13 @@ impl TestEnv {
             data_dir: data_dir.clone(),
             max_body_bytes: 1 << 20,
             http_workers: 2,
+            artifact_dir: artifact_dir.clone(),
+            rate_limit_per_minute,
+            session_hours: 1,
         };
+        cairn_api::admin::bootstrap(&pool, TEAM, ADMIN).await.unwrap();
+        cairn_api::admin::add_user(&pool, TEAM, ADMIN, ADMIN_PASSWORD, "admin").await.unwrap();
+        let token = cairn_api::admin::token(&pool, ADMIN, "tests").await.unwrap();
         let app = cairn_api::Application::build(settings).await.unwrap();
         let base_url = format!("http://127.0.0.1:{}", app.port());
         let api = Service::spawn(|stopped| async move {
@@ -180,7 +208,8 @@ impl TestEnv {
             artifact_dir,
             data_dir,
             base_url,
-            http: reqwest::Client::new(),
+            http: client_with_token(&token),
+            token,
             _api: api,
         }
     }
@@ -255,6 +284,35 @@ impl TestEnv {
         WorkerProcess { child, log_path }
     }
 
+    /// A user with `role` in `team` (created if needed), and a client sending their token.
+    pub async fn user(&self, team: &str, name: &str, role: &str) -> reqwest::Client {
+        sqlx::query("INSERT INTO teams (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+            .bind(team)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        cairn_api::admin::add_user(&self.pool, team, name, "password", role).await.unwrap();
+        client_with_token(&cairn_api::admin::token(&self.pool, name, "tests").await.unwrap())
+    }
+
+    /// A browser signed in to the dashboard as the admin: a cookie-keeping client, and the
+    /// session's CSRF token read from a page.
+    pub async fn browser(&self) -> (reqwest::Client, String) {
+        let client =
+            reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let response = client
+            .post(self.url("/login"))
+            .form(&[("name", ADMIN), ("password", ADMIN_PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 303, "sign-in failed");
+        let page = client.get(self.url("/tokens")).send().await.unwrap().text().await.unwrap();
+        let csrf =
+            page.split("name=\"csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap().to_owned();
+        (client, csrf)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
@@ -265,8 +323,9 @@ impl TestEnv {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn get_html(&self, path: &str) -> (u16, String) {
-        let response = self.http.get(self.url(path)).send().await.unwrap();
+    /// A dashboard page as the signed-in admin.
+    pub async fn page(&self, browser: &reqwest::Client, path: &str) -> (u16, String) {
+        let response = browser.get(self.url(path)).send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
 

@@ -192,30 +192,32 @@ async fn dashboard_pages_render_and_escape_what_users_typed() {
     let experiment = env.create_experiment(hostile).await;
     let run = env.submit_train(experiment, json!({"dataset": "synthetic-digits"})).await;
 
+    let (browser, _) = env.browser().await;
     for path in [
         "/".to_owned(),
         format!("/experiments/{experiment}"),
         format!("/experiments/{experiment}/new"),
         format!("/runs/{run}"),
     ] {
-        let (status, html) = env.get_html(&path).await;
+        let (status, html) = env.page(&browser, &path).await;
         assert_eq!(status, 200, "{path}");
         assert!(!html.contains(hostile), "{path} shows the name unescaped");
         assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{path} does not show the name as text");
     }
-    let (_, html) = env.get_html(&format!("/runs/{run}")).await;
+    let (_, html) = env.page(&browser, &format!("/runs/{run}")).await;
     assert!(html.contains("queued") && html.contains("http-equiv=\"refresh\""), "a live run refreshes itself");
-    assert_eq!(env.get_html("/runs/999999").await.0, 404);
+    assert_eq!(env.page(&browser, "/runs/999999").await.0, 404);
 }
 
 #[tokio::test]
 async fn the_run_form_shows_errors_beside_fields_and_keeps_the_input() {
     let env = TestEnv::new().await;
     let experiment = env.create_experiment("form").await;
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (client, csrf) = env.browser().await;
     let url = env.url(&format!("/experiments/{experiment}/new"));
     let form = |epochs: &str| {
         vec![
+            ("csrf", csrf.clone()),
             ("dataset", "synthetic-digits".to_owned()),
             ("epochs", epochs.to_owned()),
             ("batch_size", "32".to_owned()),
@@ -227,8 +229,9 @@ async fn the_run_form_shows_errors_beside_fields_and_keeps_the_input() {
     };
 
     let response = client.post(&url).form(&form("0")).send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 422);
+    let status = response.status().as_u16();
     let html = response.text().await.unwrap();
+    assert_eq!(status, 422, "{html}");
     assert!(html.contains("must be between 1 and 1000"), "the rule is shown");
     assert!(html.contains(r#"name="seed" value="4""#), "the input is kept");
     assert_eq!(env.count("runs").await, 0);
@@ -238,4 +241,11 @@ async fn the_run_form_shows_errors_beside_fields_and_keeps_the_input() {
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let (_, run) = env.get(&format!("/api/v1{location}")).await;
     assert_eq!((run["params"]["epochs"].as_i64(), run["params"]["seed"].as_i64()), (Some(3), Some(4)));
+
+    // The same form without its CSRF token is refused and records nothing.
+    let mut forged = form("3");
+    forged.retain(|(name, _)| *name != "csrf");
+    let response = client.post(&url).form(&forged).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    assert_eq!(env.count("runs").await, 1);
 }

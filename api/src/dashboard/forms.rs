@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub struct TrainForm {
+    pub csrf: String,
     pub dataset: String,
     pub train_start: String,
     pub train_end: String,

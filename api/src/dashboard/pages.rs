@@ -4,13 +4,14 @@ use super::{
     view::*,
 };
 use crate::{
+    auth::{Role, SessionUser, access},
     error::ApiError,
     routes::{NewExperiment, cancel_run as cancel, create_experiment as create},
     startup::AppState,
     store::{self, metrics::Series as MetricSeries, runs::ListFilter},
     submit::{RunSubmission, submit_run as submit},
 };
-use actix_web::{HttpResponse, get, http::header, post, web};
+use actix_web::{HttpResponse, http::header, web};
 use cairn_domain::RunKind;
 use serde::Deserialize;
 
@@ -20,32 +21,53 @@ fn see_other(location: String) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 
-#[get("/")]
-pub async fn experiments_page(state: web::Data<AppState>) -> Result<ExperimentsPage, PageError> {
-    let experiments = store::experiments::list(&state.pool).await?;
-    Ok(ExperimentsPage { experiments, name: String::new(), description: String::new(), error: None })
+async fn teams(state: &AppState, user_id: i64) -> Result<Vec<TeamChoice>, PageError> {
+    Ok(sqlx::query_as(
+        "SELECT t.id, t.name, m.role FROM teams t JOIN memberships m ON m.team_id = t.id WHERE m.user_id = $1 ORDER BY t.name",
+    )
+    .bind(user_id)
+    .fetch_all(&state.pool)
+    .await?)
+}
+
+pub async fn experiments_page(state: web::Data<AppState>, who: SessionUser) -> Result<ExperimentsPage, PageError> {
+    let experiments = store::experiments::list(&state.pool, who.user_id).await?;
+    Ok(ExperimentsPage {
+        nav: Nav::of(&who),
+        teams: teams(&state, who.user_id).await?,
+        experiments,
+        name: String::new(),
+        description: String::new(),
+        error: None,
+    })
 }
 
 #[derive(Deserialize)]
 pub struct ExperimentForm {
     #[serde(default)]
+    csrf: String,
+    #[serde(default)]
     name: String,
     #[serde(default)]
     description: String,
+    team_id: Option<i64>,
 }
 
-#[post("/experiments")]
 pub async fn create_experiment_form(
     state: web::Data<AppState>,
+    who: SessionUser,
     form: web::Form<ExperimentForm>,
 ) -> Result<HttpResponse, PageError> {
     let form = form.into_inner();
-    let new = NewExperiment { name: form.name.clone(), description: form.description.clone() };
-    match create(&state, new).await {
+    who.check_csrf(&form.csrf)?;
+    let new = NewExperiment { name: form.name.clone(), description: form.description.clone(), team_id: form.team_id };
+    match create(&state, who.user_id, new).await {
         Ok(experiment) => Ok(see_other(format!("/experiments/{}", experiment.id))),
         Err(err @ (ApiError::Invalid(_) | ApiError::Conflict { .. })) => {
-            let experiments = store::experiments::list(&state.pool).await?;
+            let experiments = store::experiments::list(&state.pool, who.user_id).await?;
             let page = ExperimentsPage {
+                nav: Nav::of(&who),
+                teams: teams(&state, who.user_id).await?,
                 experiments,
                 name: form.name,
                 description: form.description,
@@ -62,24 +84,33 @@ pub struct PageQuery {
     before: Option<i64>,
 }
 
-#[get("/experiments/{id}")]
 pub async fn experiment_page(
     state: web::Data<AppState>,
+    who: SessionUser,
     id: web::Path<i64>,
     query: web::Query<PageQuery>,
 ) -> Result<ExperimentPage, PageError> {
-    let experiment = store::experiments::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("experiment"))?;
-    let filter =
-        ListFilter { experiment_id: Some(experiment.id), status: None, before_id: query.before, limit: RUNS_PER_PAGE };
+    let experiment = access::experiment(&state.pool, who.user_id, *id, Role::Viewer).await?;
+    let filter = ListFilter {
+        user_id: who.user_id,
+        experiment_id: Some(experiment.id),
+        status: None,
+        before_id: query.before,
+        limit: RUNS_PER_PAGE,
+    };
     let rows = store::runs::list(&state.pool, &filter).await?;
     let next_before = (rows.len() as i64 == RUNS_PER_PAGE).then(|| rows.last().map(|row| row.run.id)).flatten();
-    Ok(ExperimentPage { experiment, runs: rows.iter().map(RunLine::new).collect(), next_before })
+    Ok(ExperimentPage { nav: Nav::of(&who), experiment, runs: rows.iter().map(RunLine::new).collect(), next_before })
 }
 
-#[get("/experiments/{id}/new")]
-pub async fn new_run_page(state: web::Data<AppState>, id: web::Path<i64>) -> Result<NewRunPage, PageError> {
-    let experiment = store::experiments::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("experiment"))?;
+pub async fn new_run_page(
+    state: web::Data<AppState>,
+    who: SessionUser,
+    id: web::Path<i64>,
+) -> Result<NewRunPage, PageError> {
+    let experiment = access::experiment(&state.pool, who.user_id, *id, Role::Member).await?;
     Ok(NewRunPage {
+        nav: Nav::of(&who),
         experiment,
         form: TrainForm::defaults(),
         errors: FieldErrors::default(),
@@ -87,17 +118,19 @@ pub async fn new_run_page(state: web::Data<AppState>, id: web::Path<i64>) -> Res
     })
 }
 
-#[post("/experiments/{id}/new")]
 pub async fn submit_run_form(
     state: web::Data<AppState>,
+    who: SessionUser,
     id: web::Path<i64>,
     form: web::Form<TrainForm>,
 ) -> Result<HttpResponse, PageError> {
-    let experiment = store::experiments::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("experiment"))?;
     let form = form.into_inner();
+    who.check_csrf(&form.csrf)?;
+    let experiment = access::experiment(&state.pool, who.user_id, *id, Role::Member).await?;
     let errors = match form.to_request() {
         Ok(params) => match submit(
             &state,
+            who.user_id,
             experiment.id,
             RunSubmission { kind: RunKind::Train, params, queue: None, priority: None },
         )
@@ -114,13 +147,12 @@ pub async fn submit_run_form(
         },
         Err(errors) => errors,
     };
-    let page = NewRunPage { experiment, form, errors, datasets: state.data_dir.available() };
+    let page = NewRunPage { nav: Nav::of(&who), experiment, form, errors, datasets: state.data_dir.available() };
     Ok(HttpResponse::UnprocessableEntity().content_type("text/html; charset=utf-8").body(render(&page)?))
 }
 
-#[get("/runs/{id}")]
-pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> Result<RunPage, PageError> {
-    let run = store::runs::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("run"))?;
+pub async fn run_page(state: web::Data<AppState>, who: SessionUser, id: web::Path<i64>) -> Result<RunPage, PageError> {
+    let run = access::run(&state.pool, who.user_id, *id, Role::Viewer).await?;
     let experiment =
         store::experiments::get(&state.pool, run.experiment_id).await?.ok_or(ApiError::NotFound("experiment"))?;
     let series = store::metrics::series(&state.pool, run.id, None).await?;
@@ -132,6 +164,7 @@ pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> Result<
     let status = run.status();
     let steps_per_epoch = steps_per_epoch(&run.params);
     Ok(RunPage {
+        nav: Nav::of(&who),
         live: status.is_some_and(|s| !s.is_finished()),
         cancellable: status.is_some_and(|s| !s.is_finished()) && run.cancel_requested_at.is_none(),
         epochs: epoch_lines(&series),
@@ -144,15 +177,26 @@ pub async fn run_page(state: web::Data<AppState>, id: web::Path<i64>) -> Result<
     })
 }
 
-#[post("/runs/{id}/cancel")]
-pub async fn cancel_run_form(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, PageError> {
-    match cancel(&state, *id).await {
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn cancel_run_form(
+    state: web::Data<AppState>,
+    who: SessionUser,
+    id: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    who.check_csrf(&form.csrf)?;
+    match cancel(&state, who.user_id, *id).await {
         Ok(_) | Err(ApiError::Conflict { .. }) => Ok(see_other(format!("/runs/{}", *id))),
         Err(err) => Err(err.into()),
     }
 }
 
-fn render(page: &impl askama::Template) -> Result<String, PageError> {
+pub fn render(page: &impl askama::Template) -> Result<String, PageError> {
     page.render().map_err(|err| PageError(ApiError::Internal(err.to_string())))
 }
 

@@ -4,7 +4,9 @@ use super::{
     forms::{FieldErrors, TrainForm},
 };
 use crate::{
+    auth::{SessionUser, audit::Logged},
     error::ApiError,
+    routes::TokenInfo,
     store::{
         experiments::{Experiment, ExperimentSummary},
         runs::{Artifact, Run, RunRow},
@@ -14,9 +16,56 @@ use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use askama::Template;
 use chrono::{DateTime, Utc};
 
+/// Who is signed in, for the header, and the CSRF token every form carries.
+pub struct Nav {
+    pub user: String,
+    pub csrf: String,
+}
+
+impl Nav {
+    pub fn of(who: &SessionUser) -> Self {
+        Self { user: who.user_name.clone(), csrf: who.csrf_token.clone() }
+    }
+}
+
+/// A team the signed-in user belongs to.
+#[derive(sqlx::FromRow)]
+pub struct TeamChoice {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+}
+
+#[derive(Template, askama_web::WebTemplate)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub name: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template, askama_web::WebTemplate)]
+#[template(path = "tokens.html")]
+pub struct TokensPage {
+    pub nav: Nav,
+    pub tokens: Vec<TokenInfo>,
+    /// A token just created: shown once.
+    pub created: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Template, askama_web::WebTemplate)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    pub nav: Nav,
+    pub team_id: i64,
+    pub entries: Vec<Logged>,
+}
+
 #[derive(Template, askama_web::WebTemplate)]
 #[template(path = "experiments.html")]
 pub struct ExperimentsPage {
+    pub nav: Nav,
+    pub teams: Vec<TeamChoice>,
     pub experiments: Vec<ExperimentSummary>,
     pub name: String,
     pub description: String,
@@ -26,6 +75,7 @@ pub struct ExperimentsPage {
 #[derive(Template, askama_web::WebTemplate)]
 #[template(path = "experiment.html")]
 pub struct ExperimentPage {
+    pub nav: Nav,
     pub experiment: Experiment,
     pub runs: Vec<RunLine>,
     pub next_before: Option<i64>,
@@ -34,6 +84,7 @@ pub struct ExperimentPage {
 #[derive(Template, askama_web::WebTemplate)]
 #[template(path = "new_run.html")]
 pub struct NewRunPage {
+    pub nav: Nav,
     pub experiment: Experiment,
     pub form: TrainForm,
     pub errors: FieldErrors,
@@ -43,6 +94,7 @@ pub struct NewRunPage {
 #[derive(Template, askama_web::WebTemplate)]
 #[template(path = "run.html")]
 pub struct RunPage {
+    pub nav: Nav,
     pub run: Run,
     pub experiment: Experiment,
     pub params: Vec<(String, String)>,
@@ -157,10 +209,16 @@ impl<E: Into<ApiError>> From<E> for PageError {
 
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
-        self.0.status_code()
+        match self.0 {
+            ApiError::Unauthorized => StatusCode::SEE_OTHER,
+            _ => self.0.status_code(),
+        }
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let ApiError::Unauthorized = &self.0 {
+            return HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, "/login")).finish();
+        }
         if let ApiError::Internal(detail) = &self.0 {
             tracing::error!(error = %detail, "page failed");
         }

@@ -1,10 +1,11 @@
 use crate::{
+    auth::{Principal, Role, access, audit},
     error::ApiError,
     extract::JsonBody,
     startup::AppState,
     store::experiments::{self, Created},
 };
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -17,6 +18,8 @@ pub struct NewExperiment {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Needed only when the user is a member of several teams.
+    pub team_id: Option<i64>,
 }
 
 impl NewExperiment {
@@ -35,14 +38,56 @@ impl NewExperiment {
                 format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
             ));
         }
-        Ok(Self { name, description: self.description })
+        Ok(Self { name, description: self.description, team_id: self.team_id })
     }
 }
 
-/// Creates the experiment, or reports that its name is taken.
-pub async fn create_experiment(state: &AppState, new: NewExperiment) -> Result<experiments::Experiment, ApiError> {
+/// Creates the experiment in a team where `user_id` is at least a member, or reports that its
+/// name is taken there.
+pub async fn create_experiment(
+    state: &AppState,
+    user_id: i64,
+    new: NewExperiment,
+) -> Result<experiments::Experiment, ApiError> {
     let new = new.validate()?;
-    match experiments::create(&state.pool, &new.name, &new.description).await? {
+    let team_id = match new.team_id {
+        Some(team_id) => {
+            access::team(&state.pool, user_id, team_id, Role::Member).await?;
+            team_id
+        }
+        None => {
+            let teams: Vec<i64> = sqlx::query_scalar(
+                "SELECT team_id FROM memberships WHERE user_id = $1 AND role IN ('member', 'admin') ORDER BY team_id",
+            )
+            .bind(user_id)
+            .fetch_all(&state.pool)
+            .await?;
+            match teams[..] {
+                [team_id] => team_id,
+                [] => {
+                    return Err(ApiError::Forbidden(
+                        "creating an experiment needs the member role in a team".to_owned(),
+                    ));
+                }
+                _ => return Err(ApiError::invalid("team_id", "required: you are a member of several teams")),
+            }
+        }
+    };
+    let mut tx = state.pool.begin().await?;
+    let created = experiments::create(&mut *tx, team_id, &new.name, &new.description).await?;
+    if let Created::Experiment(experiment) = &created {
+        let entry = audit::Entry {
+            user_id,
+            team_id: Some(team_id),
+            action: "experiment.create",
+            target_type: "experiment",
+            target_id: Some(experiment.id),
+            details: serde_json::json!({ "name": experiment.name }),
+        };
+        audit::record(&mut *tx, entry).await?;
+    }
+    tx.commit().await?;
+    match created {
         Created::Experiment(experiment) => Ok(experiment),
         Created::NameTaken => Err(ApiError::Conflict {
             code: "name_taken",
@@ -52,20 +97,21 @@ pub async fn create_experiment(state: &AppState, new: NewExperiment) -> Result<e
     }
 }
 
-#[post("/experiments")]
-pub async fn create(state: web::Data<AppState>, body: JsonBody<NewExperiment>) -> Result<HttpResponse, ApiError> {
-    let experiment = create_experiment(&state, body.0).await?;
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: JsonBody<NewExperiment>,
+) -> Result<HttpResponse, ApiError> {
+    let experiment = create_experiment(&state, who.user_id, body.0).await?;
     Ok(HttpResponse::Created().json(experiment))
 }
 
-#[get("/experiments")]
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let experiments = experiments::list(&state.pool).await?;
+pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
+    let experiments = experiments::list(&state.pool, who.user_id).await?;
     Ok(HttpResponse::Ok().json(json!({ "experiments": experiments })))
 }
 
-#[get("/experiments/{id}")]
-pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    let experiment = experiments::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("experiment"))?;
+pub async fn get(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let experiment = access::experiment(&state.pool, who.user_id, *id, Role::Viewer).await?;
     Ok(HttpResponse::Ok().json(experiment))
 }

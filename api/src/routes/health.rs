@@ -1,12 +1,11 @@
 use crate::startup::AppState;
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, web};
 use serde_json::json;
 use std::time::Duration;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /healthz`: 200 when Postgres and Redis both answer, else 503 naming which does not.
-#[get("/healthz")]
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     let postgres = tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&state.pool)).await;
     let postgres_ok = matches!(postgres, Ok(Ok(_)));

@@ -1,5 +1,11 @@
-use crate::{error::ApiError, extract::JsonBody, startup::AppState, store};
-use actix_web::{HttpResponse, get, post, web};
+use crate::{
+    auth::{Principal, Role, access},
+    error::ApiError,
+    extract::JsonBody,
+    startup::AppState,
+    store,
+};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -13,13 +19,13 @@ pub struct SeriesQuery {
 }
 
 /// `GET /api/v1/runs/{id}/metrics?key=`: each series with its number of points.
-#[get("/runs/{id}/metrics")]
 pub async fn get(
     state: web::Data<AppState>,
+    who: Principal,
     id: web::Path<i64>,
     query: web::Query<SeriesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let run = store::runs::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("run"))?;
+    let run = access::run(&state.pool, who.user_id, *id, Role::Viewer).await?;
     let series = store::metrics::series(&state.pool, run.id, query.key.as_deref()).await?;
     Ok(HttpResponse::Ok().json(json!({ "run_id": run.id, "series": series })))
 }
@@ -40,12 +46,13 @@ struct MetricPoint {
 
 /// `POST /api/v1/runs/{id}/metrics`: up to 10,000 points in one statement. Writing a point
 /// again (same run, key and step) changes nothing, so a client can retry a batch safely.
-#[post("/runs/{id}/metrics")]
 pub async fn ingest(
     state: web::Data<AppState>,
+    who: Principal,
     id: web::Path<i64>,
     body: JsonBody<MetricBatch>,
 ) -> Result<HttpResponse, ApiError> {
+    let run = access::run(&state.pool, who.user_id, *id, Role::Member).await?;
     let points = body.0.points;
     if points.is_empty() || points.len() > MAX_POINTS {
         return Err(ApiError::invalid("points", format!("must hold 1 to {MAX_POINTS} points")));
@@ -73,7 +80,6 @@ pub async fn ingest(
         steps.push(point.step);
         values.push(point.value);
     }
-    let run = store::runs::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("run"))?;
     let inserted = store::metrics::insert(&state.pool, run.id, &keys, &steps, &values).await?;
     Ok(HttpResponse::Ok().json(json!({ "accepted": keys.len(), "inserted": inserted })))
 }

@@ -1,24 +1,25 @@
 use crate::{
+    auth::{Principal, Role, access, audit},
     error::ApiError,
     extract::JsonBody,
     startup::AppState,
     store::runs::{self, CancelOutcome, ListFilter},
     submit::{RunSubmission, submit_run},
 };
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, web};
 use cairn_domain::RunStatus;
 use serde::Deserialize;
 use serde_json::json;
 
 pub const MAX_PAGE: i64 = 500;
 
-#[post("/experiments/{id}/runs")]
 pub async fn submit(
     state: web::Data<AppState>,
+    who: Principal,
     experiment_id: web::Path<i64>,
     body: JsonBody<RunSubmission>,
 ) -> Result<HttpResponse, ApiError> {
-    let run = submit_run(&state, *experiment_id, body.0).await?;
+    let run = submit_run(&state, who.user_id, *experiment_id, body.0).await?;
     Ok(HttpResponse::Created().json(run))
 }
 
@@ -32,8 +33,11 @@ pub struct RunsQuery {
 }
 
 /// `GET /api/v1/runs`: newest first, `limit` per page; `next_cursor` fetches the next page.
-#[get("/runs")]
-pub async fn list(state: web::Data<AppState>, query: web::Query<RunsQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    query: web::Query<RunsQuery>,
+) -> Result<HttpResponse, ApiError> {
     let status = match &query.status {
         Some(raw) => Some(raw.parse::<RunStatus>().map_err(|message| ApiError::invalid("status", message))?),
         None => None,
@@ -51,15 +55,14 @@ pub async fn list(state: web::Data<AppState>, query: web::Query<RunsQuery>) -> R
         ),
         None => None,
     };
-    let filter = ListFilter { experiment_id: query.experiment, status, before_id, limit };
+    let filter = ListFilter { user_id: who.user_id, experiment_id: query.experiment, status, before_id, limit };
     let page = runs::list(&state.pool, &filter).await?;
     let next_cursor = (page.len() as i64 == limit).then(|| page.last().map(|row| row.run.id.to_string())).flatten();
     Ok(HttpResponse::Ok().json(json!({ "runs": page, "next_cursor": next_cursor })))
 }
 
-#[get("/runs/{id}")]
-pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    let run = runs::get(&state.pool, *id).await?.ok_or(ApiError::NotFound("run"))?;
+pub async fn get(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let run = access::run(&state.pool, who.user_id, *id, Role::Viewer).await?;
     let artifacts = runs::artifacts(&state.pool, run.id).await?;
     let mut body = serde_json::to_value(&run).map_err(|err| ApiError::Internal(err.to_string()))?;
     body["artifacts"] = serde_json::to_value(artifacts).map_err(|err| ApiError::Internal(err.to_string()))?;
@@ -67,9 +70,31 @@ pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpR
 }
 
 /// Cancels a queued run at once (200) or asks a running one to stop at its next step (202).
-pub async fn cancel_run(state: &AppState, id: i64) -> Result<(actix_web::http::StatusCode, runs::Run), ApiError> {
+/// `user_id` must be a member of the run's team.
+pub async fn cancel_run(
+    state: &AppState,
+    user_id: i64,
+    id: i64,
+) -> Result<(actix_web::http::StatusCode, runs::Run), ApiError> {
     use actix_web::http::StatusCode;
-    match runs::cancel(&state.pool, id).await? {
+    let run = access::run(&state.pool, user_id, id, Role::Member).await?;
+    let outcome = runs::cancel(&state.pool, run.id).await?;
+    if matches!(outcome, CancelOutcome::Cancelled(_) | CancelOutcome::Requested(_)) {
+        let team_id: i64 = sqlx::query_scalar("SELECT team_id FROM experiments WHERE id = $1")
+            .bind(run.experiment_id)
+            .fetch_one(&state.pool)
+            .await?;
+        let entry = audit::Entry {
+            user_id,
+            team_id: Some(team_id),
+            action: "run.cancel",
+            target_type: "run",
+            target_id: Some(run.id),
+            details: serde_json::json!({ "status_before": run.status }),
+        };
+        audit::record(&state.pool, entry).await?;
+    }
+    match outcome {
         CancelOutcome::Cancelled(run) => Ok((StatusCode::OK, run)),
         CancelOutcome::Requested(run) => Ok((StatusCode::ACCEPTED, run)),
         CancelOutcome::AlreadyFinished(run) => Err(ApiError::Conflict {
@@ -81,8 +106,30 @@ pub async fn cancel_run(state: &AppState, id: i64) -> Result<(actix_web::http::S
     }
 }
 
-#[post("/runs/{id}/cancel")]
-pub async fn cancel(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    let (status, run) = cancel_run(&state, *id).await?;
+pub async fn cancel(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let (status, run) = cancel_run(&state, who.user_id, *id).await?;
     Ok(HttpResponse::build(status).json(run))
+}
+
+/// Streams an artifact's file, after the same checks as the run, from inside the artifact
+/// directory only.
+pub async fn download_artifact(
+    state: web::Data<AppState>,
+    who: Principal,
+    ids: web::Path<(i64, i64)>,
+) -> Result<HttpResponse, ApiError> {
+    let (run_id, artifact_id) = ids.into_inner();
+    let run = access::run(&state.pool, who.user_id, run_id, Role::Viewer).await?;
+    let artifact = runs::artifact(&state.pool, run.id, artifact_id).await?.ok_or(ApiError::NotFound("artifact"))?;
+    let root = state.settings.artifact_dir.canonicalize().map_err(|_| ApiError::NotFound("artifact"))?;
+    let path = root.join(&artifact.path).canonicalize().map_err(|_| ApiError::NotFound("artifact"))?;
+    if !path.starts_with(&root) {
+        return Err(ApiError::NotFound("artifact"));
+    }
+    let bytes = tokio::fs::read(&path).await.map_err(|_| ApiError::NotFound("artifact"))?;
+    let file_name = path.file_name().and_then(|name| name.to_str()).unwrap_or("artifact");
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"{file_name}\"")))
+        .body(bytes))
 }

@@ -5,6 +5,7 @@ use sqlx::PgPool;
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Experiment {
     pub id: i64,
+    pub team_id: i64,
     pub name: String,
     pub description: String,
     pub created_at: DateTime<Utc>,
@@ -32,28 +33,35 @@ pub enum Created {
     NameTaken,
 }
 
-pub async fn create(pool: &PgPool, name: &str, description: &str) -> sqlx::Result<Created> {
+pub async fn create(
+    db: impl sqlx::PgExecutor<'_>,
+    team_id: i64,
+    name: &str,
+    description: &str,
+) -> sqlx::Result<Created> {
     let row = sqlx::query_as(
-        "INSERT INTO experiments (name, description) VALUES ($1, $2)
-         ON CONFLICT (name) DO NOTHING RETURNING id, name, description, created_at",
+        "INSERT INTO experiments (team_id, name, description) VALUES ($1, $2, $3)
+         ON CONFLICT (team_id, name) DO NOTHING RETURNING id, team_id, name, description, created_at",
     )
+    .bind(team_id)
     .bind(name)
     .bind(description)
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?;
     Ok(row.map_or(Created::NameTaken, Created::Experiment))
 }
 
 pub async fn get(pool: &PgPool, id: i64) -> sqlx::Result<Option<Experiment>> {
-    sqlx::query_as("SELECT id, name, description, created_at FROM experiments WHERE id = $1")
+    sqlx::query_as("SELECT id, team_id, name, description, created_at FROM experiments WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await
 }
 
-pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<ExperimentSummary>> {
+/// The experiments of every team `user_id` belongs to.
+pub async fn list(pool: &PgPool, user_id: i64) -> sqlx::Result<Vec<ExperimentSummary>> {
     sqlx::query_as(
-        "SELECT e.id, e.name, e.description, e.created_at,
+        "SELECT e.id, e.team_id, e.name, e.description, e.created_at,
                 count(r.id) AS runs,
                 count(r.id) FILTER (WHERE r.status = 'queued') AS queued,
                 count(r.id) FILTER (WHERE r.status = 'running') AS running,
@@ -68,9 +76,11 @@ pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<ExperimentSummary>> {
              SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key = 'val_accuracy'
              ORDER BY m.step DESC LIMIT 1
          ) acc ON true
+         WHERE e.team_id IN (SELECT team_id FROM memberships WHERE user_id = $1)
          GROUP BY e.id
          ORDER BY last_activity_at DESC, e.id DESC",
     )
+    .bind(user_id)
     .fetch_all(pool)
     .await
 }

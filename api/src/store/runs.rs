@@ -61,10 +61,9 @@ pub struct NewRun<'a> {
     pub priority: i32,
 }
 
-/// Records a queued run and tells the scheduler in the same transaction: once the commit
-/// returns, the run exists and will be pushed (by the notification, or by the next sweep).
-pub async fn create(pool: &PgPool, new: NewRun<'_>) -> sqlx::Result<Run> {
-    let mut tx = pool.begin().await?;
+/// Records a queued run and tells the scheduler, inside the caller's transaction: once it
+/// commits, the run exists and will be pushed (by the notification, or by the next sweep).
+pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Result<Run> {
     let run: Run = sqlx::query_as(concat!(
         "INSERT INTO runs AS r (experiment_id, kind, params, queue, priority) VALUES ($1, $2, $3, $4, $5)
          RETURNING ",
@@ -79,7 +78,6 @@ pub async fn create(pool: &PgPool, new: NewRun<'_>) -> sqlx::Result<Run> {
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("SELECT pg_notify('cairn_runs_queued', $1)").bind(run.id.to_string()).execute(&mut *tx).await?;
-    tx.commit().await?;
     Ok(run)
 }
 
@@ -91,6 +89,8 @@ pub async fn get(pool: &PgPool, id: i64) -> sqlx::Result<Option<Run>> {
 }
 
 pub struct ListFilter {
+    /// Only runs of teams this user belongs to.
+    pub user_id: i64,
     pub experiment_id: Option<i64>,
     pub status: Option<RunStatus>,
     /// Only runs with a smaller id (the cursor of the previous page).
@@ -112,6 +112,8 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> sqlx::Result<Vec<RunRow
          WHERE ($1::bigint IS NULL OR r.experiment_id = $1)
            AND ($2::text IS NULL OR r.status = $2)
            AND ($3::bigint IS NULL OR r.id < $3)
+           AND r.experiment_id IN (
+               SELECT e.id FROM experiments e JOIN memberships m ON m.team_id = e.team_id WHERE m.user_id = $5)
          ORDER BY r.id DESC
          LIMIT $4"
     ))
@@ -119,6 +121,7 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> sqlx::Result<Vec<RunRow
     .bind(filter.status.map(RunStatus::as_str))
     .bind(filter.before_id)
     .bind(filter.limit)
+    .bind(filter.user_id)
     .fetch_all(pool)
     .await
 }
@@ -172,6 +175,14 @@ pub struct Artifact {
     pub bytes: i64,
     pub sha256: String,
     pub created_at: DateTime<Utc>,
+}
+
+pub async fn artifact(pool: &PgPool, run_id: i64, artifact_id: i64) -> sqlx::Result<Option<Artifact>> {
+    sqlx::query_as("SELECT id, kind, path, bytes, sha256, created_at FROM artifacts WHERE run_id = $1 AND id = $2")
+        .bind(run_id)
+        .bind(artifact_id)
+        .fetch_optional(pool)
+        .await
 }
 
 pub async fn artifacts(pool: &PgPool, run_id: i64) -> sqlx::Result<Vec<Artifact>> {
