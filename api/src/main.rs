@@ -7,7 +7,7 @@ use cairn_api::{Application, Settings, migrate};
 ///   cairn-api token USER [NAME]       print a new API token of USER
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_tracing();
+    cairn_process::init_tracing();
     let settings = Settings::from_env().map_err(anyhow::Error::msg).context("reading settings")?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -35,14 +35,4 @@ async fn main() -> anyhow::Result<()> {
             "unknown command {args:?}; expected none, `migrate`, `bootstrap TEAM USER` or `token USER [NAME]`"
         ),
     }
-}
-
-/// Logs to stderr, filtered by `CAIRN_LOG` (default `info`); colours only on a terminal.
-fn init_tracing() {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into()))
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -8,7 +8,7 @@ mod settings;
 
 use anyhow::Context;
 use cairn_domain::{RunId, RunJob};
-use sqlx::{PgPool, postgres::PgListener, postgres::PgPoolOptions};
+use sqlx::{PgPool, postgres::PgListener};
 use std::{
     collections::HashMap,
     future::Future,
@@ -33,12 +33,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&settings.database_url)
-            .await
-            .context("connecting to Postgres")?;
+        let pool = cairn_process::connect_postgres(&settings.database_url).await?;
         let redis = cairn_queue::connect(&settings.redis_url).await?;
         Ok(Self { settings, pool, redis, queues: HashMap::new(), postgres_reachable_since: Instant::now() })
     }

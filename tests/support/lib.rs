@@ -221,7 +221,7 @@ impl TestEnv {
             queue_prefix: self.queue_prefix.clone(),
             sweep_interval: Duration::from_millis(500),
             max_lost_attempts: 3,
-            reap_grace: Duration::from_secs(2),
+            reap_grace: Duration::from_secs(5),
         };
         let scheduler = cairn_scheduler::Scheduler::build(settings).await.unwrap();
         Service::spawn(|stopped| {
@@ -243,7 +243,8 @@ impl TestEnv {
             torch_threads: 2,
             poll_interval: Duration::from_millis(50),
             heartbeat_interval: Duration::from_millis(250),
-            lease_duration: Duration::from_secs(2),
+            // Short, so a killed worker is replaced quickly; long enough for a loaded CI machine.
+            lease_duration: Duration::from_secs(4),
         }
     }
 
@@ -370,6 +371,19 @@ impl TestEnv {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Every stored metric value of a run except timings, by key and step: what two runs with
+    /// the same seed must agree on.
+    pub async fn metric_values(&self, run_id: i64) -> Vec<(String, i64, f64)> {
+        sqlx::query_as(
+            "SELECT key, step, value FROM metrics WHERE run_id = $1
+             AND key NOT IN ('epoch_seconds', 'samples_per_second') ORDER BY key, step",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
     }
 
     pub async fn count(&self, table: &str) -> i64 {

@@ -13,18 +13,6 @@ fn run_params() -> Value {
            "epochs": 3, "batch_size": 16, "seed": 11, "log_every": 25})
 }
 
-/// Every stored metric value except timings, by key and step.
-async fn metric_values(env: &TestEnv, run_id: i64) -> Vec<(String, i64, f64)> {
-    sqlx::query_as(
-        "SELECT key, step, value FROM metrics WHERE run_id = $1
-         AND key NOT IN ('epoch_seconds', 'samples_per_second') ORDER BY key, step",
-    )
-    .bind(run_id)
-    .fetch_all(&env.pool)
-    .await
-    .unwrap()
-}
-
 async fn attempts(env: &TestEnv, run_id: i64) -> Vec<(i32, String, Option<String>)> {
     sqlx::query_as("SELECT attempt, worker_id, outcome FROM run_attempts WHERE run_id = $1 ORDER BY attempt")
         .bind(run_id)
@@ -59,7 +47,7 @@ async fn uninterrupted(env: &TestEnv, experiment: i64) -> Vec<(String, i64, f64)
     let run_id = env.submit_train(experiment, run_params()).await;
     let run = env.wait_for_status(run_id, &["succeeded", "failed"], Duration::from_secs(180)).await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    metric_values(env, run_id).await
+    env.metric_values(run_id).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -90,7 +78,7 @@ async fn a_worker_killed_mid_epoch_is_replaced_and_the_run_resumes_from_its_chec
     let second_log = std::fs::read_to_string(env.artifact_dir.join("worker-b.log")).unwrap();
     assert!(second_log.contains("resuming from checkpoint"), "worker-b did not resume:\n{second_log}");
 
-    let resumed = metric_values(&env, run_id).await;
+    let resumed = env.metric_values(run_id).await;
     assert_eq!(
         resumed,
         uninterrupted(&env, experiment).await,
@@ -124,6 +112,6 @@ async fn sigterm_hands_the_run_back_and_another_worker_resumes_it() {
             (2, "worker-b".to_owned(), Some("succeeded".to_owned()))
         ]
     );
-    let resumed = metric_values(&env, run_id).await;
+    let resumed = env.metric_values(run_id).await;
     assert_eq!(resumed, uninterrupted(&env, experiment).await);
 }

@@ -11,17 +11,6 @@ fn run_params() -> Value {
            "epochs": 3, "batch_size": 16, "seed": 5, "log_every": 5})
 }
 
-async fn metric_values(env: &TestEnv, run_id: i64) -> Vec<(String, i64, f64)> {
-    sqlx::query_as(
-        "SELECT key, step, value FROM metrics WHERE run_id = $1
-         AND key NOT IN ('epoch_seconds', 'samples_per_second') ORDER BY key, step",
-    )
-    .bind(run_id)
-    .fetch_all(&env.pool)
-    .await
-    .unwrap()
-}
-
 fn pg_ctl(action: &str) {
     let version = std::fs::read_dir("/etc/postgresql").unwrap().next().unwrap().unwrap().file_name();
     let status = std::process::Command::new("pg_ctlcluster")
@@ -60,9 +49,9 @@ async fn a_postgres_restart_mid_training_loses_no_metric_point() {
     println!("the run finished {:?} after postgres stopped", stopped_at.elapsed());
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["attempt"], 1, "the worker kept its run through the outage");
-    let during_outage = metric_values(&env, run_id).await;
+    let during_outage = env.metric_values(run_id).await;
 
     let again = env.submit_train(experiment, run_params()).await;
     env.wait_for_status(again, &["succeeded"], Duration::from_secs(180)).await;
-    assert_eq!(during_outage, metric_values(&env, again).await, "points were lost or changed during the outage");
+    assert_eq!(during_outage, env.metric_values(again).await, "points were lost or changed during the outage");
 }

@@ -63,14 +63,26 @@ enum ToWriter {
 }
 
 impl Executor {
+    /// Runs the claimed attempt, renewing its lease from the claim to the end (data loading
+    /// included: a slow load must not look like a dead worker).
     pub async fn execute(&self, run: ClaimedRun) -> RunEnd {
-        match run.kind.as_str() {
-            "train" => self.train(run.lease, run.params).await,
+        let flags = Arc::new(StopFlags::default());
+        let watcher = tokio::spawn(watch_lease(
+            self.store.clone(),
+            run.lease,
+            flags.clone(),
+            self.heartbeat_interval,
+            self.lease_duration,
+        ));
+        let end = match run.kind.as_str() {
+            "train" => self.train(run.lease, run.params, flags).await,
             other => RunEnd::Failed(format!("this worker cannot run jobs of kind `{other}`")),
-        }
+        };
+        watcher.abort();
+        end
     }
 
-    async fn train(&self, lease: Lease, params: serde_json::Value) -> RunEnd {
+    async fn train(&self, lease: Lease, params: serde_json::Value, flags: Arc<StopFlags>) -> RunEnd {
         let params: TrainParams = match serde_json::from_value(params) {
             Ok(params) => params,
             Err(err) => return RunEnd::Failed(format!("stored params are invalid: {err}")),
@@ -98,16 +110,8 @@ impl Executor {
             Err(err) => return RunEnd::Failed(format!("looking up the resume checkpoint failed: {err}")),
         };
 
-        let flags = Arc::new(StopFlags::default());
         let (to_writer, receiver) = mpsc::channel(METRIC_BUFFER);
         let writer = tokio::spawn(write_metrics(self.store.clone(), lease, receiver));
-        let watcher = tokio::spawn(watch_lease(
-            self.store.clone(),
-            lease,
-            flags.clone(),
-            self.heartbeat_interval,
-            self.lease_duration,
-        ));
 
         let mut progress = RunProgress {
             to_writer,
@@ -140,7 +144,6 @@ impl Executor {
             }
         })
         .await;
-        watcher.abort();
         // The training thread dropped its sender, so the writer ends once the buffer is empty.
         let _ = writer.await;
 

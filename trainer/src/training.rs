@@ -194,7 +194,7 @@ pub fn train(
             position.window_steps += 1;
             position.step += 1;
             position.batch += 1;
-            if position.step % log_every == 0 {
+            if position.step.is_multiple_of(log_every) {
                 let mean = window_loss.double_value(&[]) / position.window_steps as f64;
                 progress.metric(keys::TRAIN_LOSS, position.step, mean);
                 tracing::info!(epoch, step = position.step, train.loss = mean, "training");

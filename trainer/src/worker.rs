@@ -11,7 +11,6 @@ use anyhow::Context;
 use apalis::prelude::*;
 use cairn_datasets::DataDir;
 use cairn_domain::{RunJob, job::RUN_JOB_VERSION};
-use sqlx::postgres::PgPoolOptions;
 use std::{
     future::Future,
     sync::{
@@ -43,12 +42,7 @@ impl Worker {
     /// Connects to Postgres and Redis and registers the worker with the device it really has.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         tch::set_num_threads(settings.torch_threads);
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&settings.database_url)
-            .await
-            .context("connecting to Postgres")?;
+        let pool = cairn_process::connect_postgres(&settings.database_url).await?;
         let store = Store::new(pool);
         let device = device::available();
         let described = device::describe(device);

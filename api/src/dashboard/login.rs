@@ -1,5 +1,5 @@
 //! Signing in and out, API tokens and the audit log on the dashboard.
-use super::view::{AuditPage, LoginPage, Nav, PageError, TokensPage};
+use super::view::{AuditPage, CsrfForm, LoginPage, Nav, PageError, TokensPage, see_other};
 use crate::{
     auth::{Role, SessionUser, access, audit, principal::SESSION_COOKIE, secrets},
     error::ApiError,
@@ -13,10 +13,6 @@ use actix_web::{
     web,
 };
 use serde::Deserialize;
-
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
-}
 
 pub async fn form() -> LoginPage {
     LoginPage { name: String::new(), error: None }
@@ -66,12 +62,6 @@ pub async fn sign_in(
         .max_age(CookieDuration::hours(hours))
         .finish();
     Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/")).cookie(cookie).finish())
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 pub async fn sign_out(

@@ -11,15 +11,11 @@ use crate::{
     store::{self, metrics::Series as MetricSeries, runs::ListFilter},
     submit::{RunSubmission, submit_run as submit},
 };
-use actix_web::{HttpResponse, http::header, web};
+use actix_web::{HttpResponse, web};
 use cairn_domain::RunKind;
 use serde::Deserialize;
 
 const RUNS_PER_PAGE: i64 = 100;
-
-fn see_other(location: String) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
-}
 
 async fn teams(state: &AppState, user_id: i64) -> Result<Vec<TeamChoice>, PageError> {
     Ok(sqlx::query_as(
@@ -62,7 +58,7 @@ pub async fn create_experiment_form(
     who.check_csrf(&form.csrf)?;
     let new = NewExperiment { name: form.name.clone(), description: form.description.clone(), team_id: form.team_id };
     match create(&state, who.user_id, new).await {
-        Ok(experiment) => Ok(see_other(format!("/experiments/{}", experiment.id))),
+        Ok(experiment) => Ok(see_other(&format!("/experiments/{}", experiment.id))),
         Err(err @ (ApiError::Invalid(_) | ApiError::Conflict { .. })) => {
             let experiments = store::experiments::list(&state.pool, who.user_id).await?;
             let page = ExperimentsPage {
@@ -136,7 +132,7 @@ pub async fn submit_run_form(
         )
         .await
         {
-            Ok(run) => return Ok(see_other(format!("/runs/{}", run.id))),
+            Ok(run) => return Ok(see_other(&format!("/runs/{}", run.id))),
             Err(err @ ApiError::Invalid(_)) => {
                 let mut errors = FieldErrors::default();
                 let field = err.field().unwrap_or_default();
@@ -177,12 +173,6 @@ pub async fn run_page(state: web::Data<AppState>, who: SessionUser, id: web::Pat
     })
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn cancel_run_form(
     state: web::Data<AppState>,
     who: SessionUser,
@@ -191,7 +181,7 @@ pub async fn cancel_run_form(
 ) -> Result<HttpResponse, PageError> {
     who.check_csrf(&form.csrf)?;
     match cancel(&state, who.user_id, *id).await {
-        Ok(_) | Err(ApiError::Conflict { .. }) => Ok(see_other(format!("/runs/{}", *id))),
+        Ok(_) | Err(ApiError::Conflict { .. }) => Ok(see_other(&format!("/runs/{}", *id))),
         Err(err) => Err(err.into()),
     }
 }

@@ -191,6 +191,18 @@ pub fn timestamp(at: &DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// The body of a form that only carries the session's CSRF token (cancel, revoke, sign out).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// Where a form sends the browser after it changed something.
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, location)).finish()
+}
+
 /// A dashboard failure, shown as a page rather than JSON.
 #[derive(Debug)]
 pub struct PageError(pub ApiError);
