@@ -48,6 +48,16 @@ pub struct Executor {
     pub shutting_down: Arc<AtomicBool>,
 }
 
+/// Stops a background task when its owner goes away, so a lease is never renewed for an
+/// attempt nobody is executing.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Why the run in progress should stop, raised by the lease watcher and the worker.
 #[derive(Default)]
 struct StopFlags {
@@ -67,18 +77,18 @@ impl Executor {
     /// included: a slow load must not look like a dead worker).
     pub async fn execute(&self, run: ClaimedRun) -> RunEnd {
         let flags = Arc::new(StopFlags::default());
-        let watcher = tokio::spawn(watch_lease(
+        let watcher = AbortOnDrop(tokio::spawn(watch_lease(
             self.store.clone(),
             run.lease,
             flags.clone(),
             self.heartbeat_interval,
             self.lease_duration,
-        ));
+        )));
         let end = match run.kind.as_str() {
             "train" => self.train(run.lease, run.params, flags).await,
             other => RunEnd::Failed(format!("this worker cannot run jobs of kind `{other}`")),
         };
-        watcher.abort();
+        drop(watcher);
         end
     }
 

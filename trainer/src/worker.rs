@@ -112,7 +112,11 @@ impl Worker {
 async fn handle_job(job: RunJob, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {
     let span =
         tracing::info_span!("run", run.id = %job.run_id, run.attempt = job.attempt, worker.id = %state.worker_id);
-    state.run_job(job).instrument(span).await;
+    let state = Arc::clone(&state);
+    // The run lives in a task of its own: when apalis drops this handler (its consumer failed
+    // because Redis lost its registration, say), the run still ends and records its outcome.
+    let run = tokio::spawn(async move { state.run_job(job).instrument(span).await });
+    run.await?;
     Ok(())
 }
 
