@@ -399,18 +399,6 @@ impl TestEnv {
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         redis::cmd("KEYS").arg(format!("{}:*", self.queue_prefix)).query_async(&mut conn).await.unwrap()
     }
-
-    /// Deletes this test's queue from Redis, as a `FLUSHALL` would (without touching other
-    /// tests running beside it).
-    pub async fn flush_queue(&self) {
-        let keys = self.queue_keys().await;
-        if keys.is_empty() {
-            return;
-        }
-        let client = redis::Client::open(redis_url()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
-    }
 }
 
 impl Drop for TestEnv {

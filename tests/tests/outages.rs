@@ -1,10 +1,14 @@
-//! Postgres and Redis going away mid-training. Postgres is restarted for real, so this test
-//! runs alone (see `.config/nextest.toml`).
+//! Postgres and Redis going away mid-training, for real: Postgres is restarted and Redis
+//! flushed, so these tests run alone (see `.config/nextest.toml`).
 #![allow(clippy::unwrap_used)]
 
 use cairn_tests::TestEnv;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+
+fn tiny_run() -> Value {
+    json!({"dataset": "synthetic-digits", "train_range": [0, 200], "validation_range": [9000, 9100], "epochs": 1, "batch_size": 50})
+}
 
 fn run_params() -> Value {
     json!({"dataset": "synthetic-digits", "train_range": [0, 4000], "validation_range": [9000, 9500],
@@ -56,4 +60,34 @@ async fn a_postgres_restart_mid_training_loses_no_metric_point() {
     let undisturbed = env.metric_values(again).await;
     println!("postgres restart: {} metric points, {} in an undisturbed run", during_outage.len(), undisturbed.len());
     assert_eq!(during_outage, undisturbed, "points were lost or changed during the outage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_queued_runs_are_all_trained_after_a_redis_flushall() {
+    let env = TestEnv::new().await;
+    let _scheduler = env.start_scheduler().await;
+    let _worker = env.start_worker().await;
+    let experiment = env.create_experiment("flushed").await;
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        runs.push(env.submit_train(experiment, tiny_run()).await);
+    }
+    // Wait until the jobs are on Redis, then lose every key: the queues, the worker's
+    // registration, the jobs in flight, as a restart without persistence would.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.queue_keys().await.is_empty() {
+        assert!(Instant::now() < deadline, "the scheduler pushed nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let flushed_at = Instant::now();
+
+    for run_id in runs {
+        let run = env.wait_for_status(run_id, &["succeeded", "failed"], Duration::from_secs(30)).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["attempt"], 1, "each run trains once: {run}");
+    }
+    println!("all five runs succeeded {:?} after the flush", flushed_at.elapsed());
 }
