@@ -7,34 +7,22 @@ mod login;
 mod pages;
 mod view;
 
-use actix_web::web;
-
-/// Declares each page once: the same list registers the handlers and is published as
-/// `PAGES` for the access test.
-macro_rules! pages {
-    ($($method:ident $path:literal => $handler:path;)*) => {
-        /// Every dashboard route: (method, path pattern).
-        pub const PAGES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
-
-        pub fn configure(cfg: &mut web::ServiceConfig) {
-            $(cfg.route($path, web::$method().to($handler));)*
-        }
-    };
-}
-
-pages! {
-    get "/login" => login::form;
-    post "/login" => login::sign_in;
-    post "/logout" => login::sign_out;
-    get "/" => pages::experiments_page;
-    post "/experiments" => pages::create_experiment_form;
-    get "/experiments/{id}" => pages::experiment_page;
-    get "/experiments/{id}/new" => pages::new_run_page;
-    post "/experiments/{id}/new" => pages::submit_run_form;
-    get "/runs/{id}" => pages::run_page;
-    post "/runs/{id}/cancel" => pages::cancel_run_form;
-    get "/tokens" => login::tokens_page;
-    post "/tokens" => login::create_token_form;
-    post "/tokens/{id}/revoke" => login::revoke_token_form;
-    get "/teams/{id}/audit" => login::audit_page;
+route_table! {
+    /// Every dashboard route.
+    PAGES {
+        get "/login" => login::form;
+        post "/login" => login::sign_in;
+        post "/logout" => login::sign_out;
+        get "/" => pages::experiments_page;
+        post "/experiments" => pages::create_experiment_form;
+        get "/experiments/{id}" => pages::experiment_page;
+        get "/experiments/{id}/new" => pages::new_run_page;
+        post "/experiments/{id}/new" => pages::submit_run_form;
+        get "/runs/{id}" => pages::run_page;
+        post "/runs/{id}/cancel" => pages::cancel_run_form;
+        get "/tokens" => login::tokens_page;
+        post "/tokens" => login::create_token_form;
+        post "/tokens/{id}/revoke" => login::revoke_token_form;
+        get "/teams/{id}/audit" => login::audit_page;
+    }
 }

@@ -9,37 +9,25 @@ pub use access::{TokenInfo, issue_token, revoke, user_tokens};
 pub use experiments::{NewExperiment, create_experiment};
 pub use runs::cancel_run;
 
-use actix_web::web;
-
-/// Declares each route once: the same list registers the handlers and is published as
-/// `ROUTES`, which the access test walks, so a route added later is tested too.
-macro_rules! routes {
-    ($($method:ident $path:literal => $handler:path;)*) => {
-        /// Every REST route: (method, path pattern).
-        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
-
-        pub fn configure(cfg: &mut web::ServiceConfig) {
-            $(cfg.route($path, web::$method().to($handler));)*
-        }
-    };
-}
-
-routes! {
-    get "/healthz" => health::healthz;
-    post "/api/v1/experiments" => experiments::create;
-    get "/api/v1/experiments" => experiments::list;
-    get "/api/v1/experiments/{id}" => experiments::get;
-    post "/api/v1/experiments/{id}/runs" => runs::submit;
-    get "/api/v1/runs" => runs::list;
-    get "/api/v1/runs/{id}" => runs::get;
-    post "/api/v1/runs/{id}/cancel" => runs::cancel;
-    get "/api/v1/runs/{id}/metrics" => metrics::get;
-    post "/api/v1/runs/{id}/metrics" => metrics::ingest;
-    get "/api/v1/runs/{id}/artifacts/{artifact_id}" => runs::download_artifact;
-    get "/api/v1/teams" => access::teams;
-    put "/api/v1/teams/{id}/members" => access::set_member;
-    get "/api/v1/teams/{id}/audit" => access::audit_log;
-    post "/api/v1/tokens" => access::create_token;
-    get "/api/v1/tokens" => access::list_tokens;
-    post "/api/v1/tokens/{id}/revoke" => access::revoke_token;
+route_table! {
+    /// Every REST route.
+    ROUTES {
+        get "/healthz" => health::healthz;
+        post "/api/v1/experiments" => experiments::create;
+        get "/api/v1/experiments" => experiments::list;
+        get "/api/v1/experiments/{id}" => experiments::get;
+        post "/api/v1/experiments/{id}/runs" => runs::submit;
+        get "/api/v1/runs" => runs::list;
+        get "/api/v1/runs/{id}" => runs::get;
+        post "/api/v1/runs/{id}/cancel" => runs::cancel;
+        get "/api/v1/runs/{id}/metrics" => metrics::get;
+        post "/api/v1/runs/{id}/metrics" => metrics::ingest;
+        get "/api/v1/runs/{id}/artifacts/{artifact_id}" => runs::download_artifact;
+        get "/api/v1/teams" => access::teams;
+        put "/api/v1/teams/{id}/members" => access::set_member;
+        get "/api/v1/teams/{id}/audit" => access::audit_log;
+        post "/api/v1/tokens" => access::create_token;
+        get "/api/v1/tokens" => access::list_tokens;
+        post "/api/v1/tokens/{id}/revoke" => access::revoke_token;
+    }
 }
