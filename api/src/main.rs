@@ -11,9 +11,9 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env().map_err(anyhow::Error::msg).context("reading settings")?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let pool = || sqlx::PgPool::connect(&settings.database_url);
+    let pool = || sqlx::PgPool::connect(settings.database_url.expose());
     match args[..] {
-        ["migrate"] => migrate(&settings.database_url).await,
+        ["migrate"] => migrate(settings.database_url.expose()).await,
         ["bootstrap", team, user] => {
             match cairn_api::admin::bootstrap(&pool().await?, team, user).await? {
                 Some(password) => println!("created user {user} (admin of {team}) with password {password}"),

@@ -1,4 +1,4 @@
-use cairn_domain::settings::env_or;
+use cairn_domain::settings::{Secret, env_or};
 use std::path::PathBuf;
 
 /// The API's settings, read once at start. README.md lists each variable.
@@ -7,9 +7,9 @@ pub struct Settings {
     /// `CAIRN_BIND`: address and port to listen on.
     pub bind: String,
     /// `CAIRN_DATABASE_URL`
-    pub database_url: String,
+    pub database_url: Secret,
     /// `CAIRN_REDIS_URL`: only checked by `/healthz`; the scheduler does the pushing.
-    pub redis_url: String,
+    pub redis_url: Secret,
     /// `CAIRN_DATA_DIR`: where dataset names resolve, to validate runs before queuing them.
     pub data_dir: PathBuf,
     /// `CAIRN_MAX_BODY_BYTES`: larger request bodies are refused with 413.
@@ -28,8 +28,8 @@ impl Settings {
     pub fn from_env() -> Result<Self, String> {
         Ok(Self {
             bind: env_or("CAIRN_BIND", "127.0.0.1:8080".to_owned())?,
-            database_url: env_or("CAIRN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cairn".to_owned())?,
-            redis_url: env_or("CAIRN_REDIS_URL", "redis://127.0.0.1:6379".to_owned())?,
+            database_url: env_or("CAIRN_DATABASE_URL", Secret::new("postgres://postgres@127.0.0.1:5432/cairn"))?,
+            redis_url: env_or("CAIRN_REDIS_URL", Secret::new("redis://127.0.0.1:6379"))?,
             data_dir: env_or("CAIRN_DATA_DIR", PathBuf::from("data"))?,
             max_body_bytes: env_or("CAIRN_MAX_BODY_BYTES", 4 << 20)?,
             http_workers: env_or("CAIRN_WORKERS", 2)?,

@@ -27,12 +27,12 @@ impl Application {
             .max_connections(16)
             // A request waits at most this long for Postgres, then answers 503.
             .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy(&settings.database_url)
+            .connect_lazy(settings.database_url.expose())
             .context("parsing CAIRN_DATABASE_URL")?;
         let redis_config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_connection_timeout(Some(Duration::from_secs(2)));
-        let redis = redis::Client::open(settings.redis_url.as_str())
+        let redis = redis::Client::open(settings.redis_url.expose())
             .context("parsing CAIRN_REDIS_URL")?
             .get_connection_manager_with_config(redis_config)
             .await

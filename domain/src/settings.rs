@@ -22,3 +22,51 @@ pub fn env_list_or(name: &str, default: &[&str]) -> Vec<String> {
         Err(_) => default.iter().map(|item| (*item).to_owned()).collect(),
     }
 }
+
+/// A setting that holds a credential (a database URL with its password). It never prints:
+/// `Debug` and `Display` show `[redacted]`, so logging a settings struct leaks nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_never_prints() {
+        let secret = Secret::new("postgres://cairn:hunter2@db/cairn");
+        assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
+        assert_eq!(secret.expose(), "postgres://cairn:hunter2@db/cairn");
+    }
+}

@@ -33,8 +33,8 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = cairn_process::connect_postgres(&settings.database_url).await?;
-        let redis = cairn_queue::connect(&settings.redis_url).await?;
+        let pool = cairn_process::connect_postgres(settings.database_url.expose()).await?;
+        let redis = cairn_queue::connect(settings.redis_url.expose()).await?;
         Ok(Self { settings, pool, redis, queues: HashMap::new(), postgres_reachable_since: Instant::now() })
     }
 

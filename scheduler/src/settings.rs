@@ -1,13 +1,13 @@
-use cairn_domain::settings::env_or;
+use cairn_domain::settings::{Secret, env_or};
 use std::time::Duration;
 
 /// The scheduler's settings, read once at start. README.md lists each variable.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `CAIRN_DATABASE_URL`
-    pub database_url: String,
+    pub database_url: Secret,
     /// `CAIRN_REDIS_URL`
-    pub redis_url: String,
+    pub redis_url: Secret,
     /// `CAIRN_QUEUE_PREFIX`: the Redis key prefix shared with the workers.
     pub queue_prefix: String,
     /// `CAIRN_SWEEP_INTERVAL_MS`: how often every queued run is pushed again.
@@ -23,8 +23,8 @@ pub struct Settings {
 impl Settings {
     pub fn from_env() -> Result<Self, String> {
         Ok(Self {
-            database_url: env_or("CAIRN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cairn".to_owned())?,
-            redis_url: env_or("CAIRN_REDIS_URL", "redis://127.0.0.1:6379".to_owned())?,
+            database_url: env_or("CAIRN_DATABASE_URL", Secret::new("postgres://postgres@127.0.0.1:5432/cairn"))?,
+            redis_url: env_or("CAIRN_REDIS_URL", Secret::new("redis://127.0.0.1:6379"))?,
             queue_prefix: env_or("CAIRN_QUEUE_PREFIX", "cairn".to_owned())?,
             sweep_interval: Duration::from_millis(env_or("CAIRN_SWEEP_INTERVAL_MS", 5_000)?),
             max_lost_attempts: env_or("CAIRN_MAX_ATTEMPTS", 3)?,

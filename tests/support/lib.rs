@@ -3,6 +3,7 @@
 //! creates is removed when its `TestEnv` drops, whether the test passed or not.
 #![allow(clippy::unwrap_used)]
 
+use cairn_domain::settings::Secret;
 use serde_json::{Value, json};
 use sqlx::{PgPool, postgres::PgPoolOptions};
 use std::{
@@ -180,8 +181,8 @@ impl TestEnv {
         let artifact_dir = std::env::temp_dir().join(format!("cairn-test-artifacts-{id}"));
         let settings = cairn_api::Settings {
             bind: "127.0.0.1:0".to_owned(),
-            database_url: database_url.clone(),
-            redis_url: redis_url(),
+            database_url: Secret::new(database_url.clone()),
+            redis_url: Secret::new(redis_url()),
             data_dir: data_dir.clone(),
             max_body_bytes: 1 << 20,
             http_workers: 2,
@@ -216,8 +217,8 @@ impl TestEnv {
 
     pub async fn start_scheduler(&self) -> Service {
         let settings = cairn_scheduler::Settings {
-            database_url: self.database_url.clone(),
-            redis_url: redis_url(),
+            database_url: Secret::new(self.database_url.clone()),
+            redis_url: Secret::new(redis_url()),
             queue_prefix: self.queue_prefix.clone(),
             sweep_interval: Duration::from_millis(500),
             max_lost_attempts: 3,
@@ -233,8 +234,8 @@ impl TestEnv {
 
     pub fn worker_settings(&self) -> cairn_trainer::Settings {
         cairn_trainer::Settings {
-            database_url: self.database_url.clone(),
-            redis_url: redis_url(),
+            database_url: Secret::new(self.database_url.clone()),
+            redis_url: Secret::new(redis_url()),
             queue_prefix: self.queue_prefix.clone(),
             queues: vec!["default".to_owned()],
             data_dir: self.data_dir.clone(),
@@ -266,8 +267,8 @@ impl TestEnv {
         let log = std::fs::File::create(&log_path).unwrap();
         let binary = trainer_binary();
         let child = std::process::Command::new(&binary)
-            .env("CAIRN_DATABASE_URL", &settings.database_url)
-            .env("CAIRN_REDIS_URL", &settings.redis_url)
+            .env("CAIRN_DATABASE_URL", settings.database_url.expose())
+            .env("CAIRN_REDIS_URL", settings.redis_url.expose())
             .env("CAIRN_QUEUE_PREFIX", &settings.queue_prefix)
             .env("CAIRN_DATA_DIR", &settings.data_dir)
             .env("CAIRN_ARTIFACT_DIR", &settings.artifact_dir)

@@ -1,13 +1,13 @@
-use cairn_domain::settings::{env_list_or, env_or};
+use cairn_domain::settings::{Secret, env_list_or, env_or};
 use std::{path::PathBuf, time::Duration};
 
 /// The worker's settings, read once at start. README.md lists each variable.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `CAIRN_DATABASE_URL`
-    pub database_url: String,
+    pub database_url: Secret,
     /// `CAIRN_REDIS_URL`
-    pub redis_url: String,
+    pub redis_url: Secret,
     /// `CAIRN_QUEUE_PREFIX`: the Redis key prefix shared with the scheduler.
     pub queue_prefix: String,
     /// `CAIRN_WORKER_QUEUES`: comma-separated queue names this worker serves.
@@ -35,8 +35,8 @@ impl Settings {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as i32);
         let host = host_name();
         Ok(Self {
-            database_url: env_or("CAIRN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cairn".to_owned())?,
-            redis_url: env_or("CAIRN_REDIS_URL", "redis://127.0.0.1:6379".to_owned())?,
+            database_url: env_or("CAIRN_DATABASE_URL", Secret::new("postgres://postgres@127.0.0.1:5432/cairn"))?,
+            redis_url: env_or("CAIRN_REDIS_URL", Secret::new("redis://127.0.0.1:6379"))?,
             queue_prefix: env_or("CAIRN_QUEUE_PREFIX", "cairn".to_owned())?,
             queues: env_list_or("CAIRN_WORKER_QUEUES", &["default"]),
             data_dir: env_or("CAIRN_DATA_DIR", PathBuf::from("data"))?,

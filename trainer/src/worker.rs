@@ -42,7 +42,7 @@ impl Worker {
     /// Connects to Postgres and Redis and registers the worker with the device it really has.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         tch::set_num_threads(settings.torch_threads);
-        let pool = cairn_process::connect_postgres(&settings.database_url).await?;
+        let pool = cairn_process::connect_postgres(settings.database_url.expose()).await?;
         let store = Store::new(pool);
         let device = device::available();
         let described = device::describe(device);
@@ -50,7 +50,7 @@ impl Worker {
             .register_worker(&settings.worker_id, &crate::settings::host_name(), &described, &settings.queues)
             .await
             .context("registering the worker")?;
-        let redis = cairn_queue::connect(&settings.redis_url).await?;
+        let redis = cairn_queue::connect(settings.redis_url.expose()).await?;
         tracing::info!(worker.id = %settings.worker_id, device = %described, queues = ?settings.queues, "worker ready");
         let executor = Executor {
             store: store.clone(),
