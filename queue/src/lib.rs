@@ -6,6 +6,7 @@
 //! every queued run again; pushing a job twice is a no-op (its task id is fixed).
 use anyhow::Context;
 use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis_core::backend::Vacuum;
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use cairn_domain::{RunJob, job::queue_key};
 use std::time::Duration;
@@ -43,4 +44,14 @@ pub fn storage(conn: ConnectionManager, prefix: &str, queue: &str) -> Storage {
 pub async fn push(storage: &mut Storage, job: RunJob) -> anyhow::Result<()> {
     let task = TaskBuilder::new(job.clone()).task_id(TaskId::from_string(job.task_id())).build();
     storage.push_task(task).await.with_context(|| format!("pushing {} to Redis", job.task_id()))
+}
+
+/// Forgets finished jobs: apalis keeps every job's payload, metadata and result in Redis until
+/// vacuumed, so without this Redis grows with every run. Postgres keeps the record.
+pub async fn vacuum(storage: &mut Storage) -> anyhow::Result<usize> {
+    let removed = storage.vacuum().await.context("vacuuming finished jobs")?;
+    let done = storage.get_config().done_jobs_set();
+    let _: () =
+        redis::cmd("DEL").arg(done).query_async(storage.get_connection()).await.context("clearing the done set")?;
+    Ok(removed)
 }

@@ -43,6 +43,7 @@ impl Scheduler {
         let mut listener = PgListener::connect_with(&self.pool).await.context("listening to Postgres")?;
         listener.listen(RUNS_QUEUED_CHANNEL).await.context("listening to Postgres")?;
         let mut sweeps = tokio::time::interval(self.settings.sweep_interval);
+        let mut vacuums = tokio::time::interval(self.settings.vacuum_interval);
         tokio::pin!(shutdown);
         tracing::info!(sweep_interval_ms = self.settings.sweep_interval.as_millis() as u64, "scheduler ready");
         loop {
@@ -56,6 +57,7 @@ impl Scheduler {
                     }
                     self.log_errors("dispatching queued runs", Self::dispatch_all).await;
                 }
+                _ = vacuums.tick() => self.log_errors("vacuuming finished jobs", Self::vacuum_queues).await,
                 notification = listener.recv() => match notification {
                     Ok(notification) => match notification.payload().parse::<i64>() {
                         Ok(run_id) => self.dispatch_one(RunId(run_id)).await,
@@ -148,6 +150,23 @@ impl Scheduler {
         Ok(reaped.len())
     }
 
+    /// Removes finished jobs from every queue a worker serves.
+    pub async fn vacuum_queues(&mut self) -> anyhow::Result<usize> {
+        let queues: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT unnest(queues) FROM workers").fetch_all(&self.pool).await?;
+        let mut removed = 0;
+        for queue in queues {
+            removed += cairn_queue::vacuum(self.storage(queue)).await?;
+        }
+        Ok(removed)
+    }
+
+    fn storage(&mut self, queue: String) -> &mut cairn_queue::Storage {
+        self.queues
+            .entry(queue)
+            .or_insert_with_key(|queue| cairn_queue::storage(self.redis.clone(), &self.settings.queue_prefix, queue))
+    }
+
     /// Pushes every queued run, in the order they should start.
     pub async fn dispatch_all(&mut self) -> anyhow::Result<usize> {
         let rows: Vec<(i64, i32, String)> = sqlx::query_as(
@@ -165,10 +184,7 @@ impl Scheduler {
     }
 
     async fn push(&mut self, (run_id, attempt, queue): (i64, i32, String)) -> anyhow::Result<()> {
-        let storage = self
-            .queues
-            .entry(queue)
-            .or_insert_with_key(|queue| cairn_queue::storage(self.redis.clone(), &self.settings.queue_prefix, queue));
+        let storage = self.storage(queue);
         // The job starts the attempt after the last one begun.
         cairn_queue::push(storage, RunJob::new(RunId(run_id), attempt + 1)).await
     }

@@ -18,6 +18,8 @@ pub struct Settings {
     /// `CAIRN_REAP_GRACE_MS`: after Postgres comes back (and at start), how long workers get
     /// to renew their leases before expired ones are ended as lost.
     pub reap_grace: Duration,
+    /// `CAIRN_VACUUM_INTERVAL_MS`: how often finished jobs are removed from Redis.
+    pub vacuum_interval: Duration,
 }
 
 impl Settings {
@@ -29,6 +31,7 @@ impl Settings {
             sweep_interval: Duration::from_millis(env_or("CAIRN_SWEEP_INTERVAL_MS", 5_000)?),
             max_lost_attempts: env_or("CAIRN_MAX_ATTEMPTS", 3)?,
             reap_grace: Duration::from_millis(env_or("CAIRN_REAP_GRACE_MS", 10_000)?),
+            vacuum_interval: Duration::from_millis(env_or("CAIRN_VACUUM_INTERVAL_MS", 60_000)?),
         })
     }
 }

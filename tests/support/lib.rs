@@ -223,6 +223,7 @@ impl TestEnv {
             sweep_interval: Duration::from_millis(500),
             max_lost_attempts: 3,
             reap_grace: Duration::from_secs(5),
+            vacuum_interval: Duration::from_millis(500),
         };
         let scheduler = cairn_scheduler::Scheduler::build(settings).await.unwrap();
         Service::spawn(|stopped| {

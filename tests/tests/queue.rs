@@ -74,3 +74,39 @@ async fn a_truncated_dataset_fails_the_run_with_the_file_and_the_problem() {
     assert_eq!(run["attempt"], 1, "bad data is not retried");
     std::fs::remove_dir_all(data_dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finished_jobs_do_not_stay_in_redis() {
+    let env = TestEnv::new().await;
+    // A worker known to serve the queue, so the scheduler vacuums it, but none taking jobs yet.
+    sqlx::query("INSERT INTO workers (id, host, device, queues) VALUES ('busy', 'elsewhere', 'cpu', '{default}')")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let _scheduler = env.start_scheduler().await;
+    let experiment = env.create_experiment("vacuum").await;
+    let run_id = env.submit_train(experiment, tiny_run()).await;
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let data = format!("{}:default:data", env.queue_prefix);
+    let jobs = async |conn: &mut redis::aio::MultiplexedConnection| -> usize {
+        redis::cmd("HLEN").arg(&data).query_async(conn).await.unwrap()
+    };
+    // A waiting job is kept.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while jobs(&mut conn).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the job never reached {data}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(jobs(&mut conn).await, 1, "a job still to run was vacuumed");
+
+    // A finished one is not.
+    let _worker = env.start_worker().await;
+    env.wait_for_status(run_id, &["succeeded"], Duration::from_secs(60)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while jobs(&mut conn).await > 0 {
+        assert!(std::time::Instant::now() < deadline, "the finished job is still in {data}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
