@@ -38,14 +38,7 @@ pub async fn experiment(pool: &PgPool, user_id: i64, experiment_id: i64, needed:
 }
 
 pub async fn run(pool: &PgPool, user_id: i64, run_id: i64, needed: Role) -> Result<Run, ApiError> {
-    let role: Option<String> = sqlx::query_scalar(
-        "SELECT m.role FROM runs r JOIN experiments e ON e.id = r.experiment_id
-         JOIN memberships m ON m.team_id = e.team_id AND m.user_id = $2 WHERE r.id = $1",
-    )
-    .bind(run_id)
-    .bind(user_id)
-    .fetch_optional(pool)
-    .await?;
+    let (run, role) = store::runs::get_with_role(pool, run_id, user_id).await?.ok_or(ApiError::NotFound("run"))?;
     decide(role, needed, "run")?;
-    store::runs::get(pool, run_id).await?.ok_or(ApiError::NotFound("run"))
+    Ok(run)
 }

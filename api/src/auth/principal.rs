@@ -1,5 +1,5 @@
 //! Request extractors for the two ways of signing in.
-use super::secrets;
+use super::{rate_limit::Admitted, secrets};
 use crate::{error::ApiError, startup::AppState};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, http::header, web};
 use std::{future::Future, pin::Pin};
@@ -64,15 +64,15 @@ impl FromRequest for Principal {
             .fetch_optional(&state.pool)
             .await?;
             let (token_id, user_id, user_name) = row.ok_or(ApiError::Unauthorized)?;
-            state.rate_limiter.check(token_id).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+            let admitted =
+                state.rate_limiter.check(token_id).map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
             // Last use is kept to the minute: a write per request would cost more than it tells.
-            sqlx::query(
-                "UPDATE api_tokens SET last_used_at = now()
-                 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-            )
-            .bind(token_id)
-            .execute(&state.pool)
-            .await?;
+            if admitted == Admitted::FirstInWindow {
+                sqlx::query("UPDATE api_tokens SET last_used_at = now() WHERE id = $1")
+                    .bind(token_id)
+                    .execute(&state.pool)
+                    .await?;
+            }
             Ok(Principal { user_id, user_name, token_id })
         })
     }

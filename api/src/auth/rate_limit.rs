@@ -9,7 +9,17 @@ const WINDOW: Duration = Duration::from_secs(60);
 
 pub struct RateLimiter {
     per_minute: u32,
+    /// Per key: when its current window started, and how many requests it holds.
     windows: Mutex<HashMap<i64, (Instant, u32)>>,
+}
+
+/// What counting a request found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// The first request of the key's window: a good moment for once-a-minute work such as
+    /// recording when a token was last used.
+    FirstInWindow,
+    Again,
 }
 
 impl RateLimiter {
@@ -19,7 +29,7 @@ impl RateLimiter {
 
     /// Counts a request of `key`; `Err(seconds)` when its budget is spent, with the seconds
     /// until the next window.
-    pub fn check(&self, key: i64) -> Result<(), u64> {
+    pub fn check(&self, key: i64) -> Result<Admitted, u64> {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if windows.len() > 100_000 {
@@ -34,7 +44,7 @@ impl RateLimiter {
             return Err((WINDOW - now.duration_since(*start)).as_secs().max(1));
         }
         *count += 1;
-        Ok(())
+        Ok(if *count == 1 { Admitted::FirstInWindow } else { Admitted::Again })
     }
 }
 
@@ -45,7 +55,8 @@ mod tests {
     #[test]
     fn refuses_past_the_budget_per_key() {
         let limiter = RateLimiter::new(2);
-        assert!(limiter.check(1).is_ok() && limiter.check(1).is_ok());
+        assert_eq!(limiter.check(1), Ok(Admitted::FirstInWindow));
+        assert_eq!(limiter.check(1), Ok(Admitted::Again));
         let retry_after = limiter.check(1).expect_err("third request refused");
         assert!((1..=60).contains(&retry_after));
         assert!(limiter.check(2).is_ok(), "another token has its own budget");

@@ -88,6 +88,27 @@ pub async fn get(pool: &PgPool, id: i64) -> sqlx::Result<Option<Run>> {
         .await
 }
 
+/// A run with the role `user_id` has in its team (`None`: not a member), in one query.
+pub async fn get_with_role(pool: &PgPool, id: i64, user_id: i64) -> sqlx::Result<Option<(Run, Option<String>)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        run: Run,
+        role: Option<String>,
+    }
+    let row: Option<Row> = sqlx::query_as(concat!(
+        "SELECT ",
+        run_columns!(),
+        ", m.role FROM runs r JOIN experiments e ON e.id = r.experiment_id
+         LEFT JOIN memberships m ON m.team_id = e.team_id AND m.user_id = $2 WHERE r.id = $1"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|row| (row.run, row.role)))
+}
+
 pub struct ListFilter {
     /// Only runs of teams this user belongs to.
     pub user_id: i64,
