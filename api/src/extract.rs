@@ -53,8 +53,23 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 /// Decodes JSON, turning serde's error into a code, a message and the field's path.
 pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let path = err.path().to_string();
+    serde_path_to_error::deserialize(deserializer).map_err(|err| bad_request(err, None))
+}
+
+/// Decodes a part of a body already read as JSON (`params`, whose shape depends on `kind`);
+/// fields are named from `parent` on, e.g. `params.epochs`.
+pub fn decode_value<T: DeserializeOwned>(value: serde_json::Value, parent: &str) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|err| bad_request(err, Some(parent)))
+}
+
+fn bad_request(err: serde_path_to_error::Error<serde_json::Error>, parent: Option<&str>) -> ApiError {
+    {
+        let path = match (parent, err.path().to_string()) {
+            (Some(parent), path) if path == "." => parent.to_owned(),
+            (Some(parent), path) if path.starts_with('[') => format!("{parent}{path}"),
+            (Some(parent), path) => format!("{parent}.{path}"),
+            (None, path) => path,
+        };
         let inner = err.into_inner();
         let message = inner.to_string();
         let (code, field) = match inner.classify() {
@@ -75,7 +90,7 @@ pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         };
         let field = field.filter(|field| field != ".");
         ApiError::BadRequest { code, message: strip_position(&message), field }
-    })
+    }
 }
 
 fn backticked<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {

@@ -16,5 +16,5 @@ pub use dataset::{DatasetName, SampleRange};
 pub use error::ValidationError;
 pub use ids::{ExperimentId, RunId};
 pub use job::RunJob;
-pub use params::{Device, Optimizer, TrainParams, TrainRequest};
+pub use params::{Device, EvaluateParams, EvaluateRequest, Optimizer, TrainParams, TrainRequest};
 pub use status::{RunKind, RunStatus};

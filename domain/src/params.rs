@@ -124,6 +124,52 @@ impl TrainParams {
     }
 }
 
+/// An evaluate request: which samples to measure the parent's checkpoint on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateRequest {
+    pub dataset: String,
+    pub range: Option<Vec<i64>>,
+    pub seed: Option<i64>,
+    pub device: Option<Device>,
+}
+
+/// Validated evaluate parameters. Without a range, the last 20% of the dataset (the default
+/// validation split) is measured; the seed draws the noise of the robustness check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateParams {
+    pub dataset: DatasetName,
+    pub range: SampleRange,
+    pub seed: u64,
+    pub device: Device,
+}
+
+impl EvaluateRequest {
+    pub fn dataset_name(&self) -> Result<DatasetName, ValidationError> {
+        DatasetName::parse(&self.dataset)
+    }
+}
+
+impl EvaluateParams {
+    pub fn validate(request: &EvaluateRequest, dataset_len: usize) -> Result<Self, ValidationError> {
+        let range = match &request.range {
+            Some(range) => parse_range("range", range, dataset_len)?,
+            None => SampleRange::new(dataset_len * 4 / 5, dataset_len),
+        };
+        let seed = request.seed.unwrap_or(0);
+        if seed < 0 {
+            return Err(ValidationError::new("seed", "must not be negative"));
+        }
+        Ok(Self {
+            dataset: request.dataset_name()?,
+            range,
+            seed: seed as u64,
+            device: request.device.unwrap_or_default(),
+        })
+    }
+}
+
 fn in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, ValidationError> {
     if (min..=max).contains(&value) {
         Ok(value)
@@ -223,6 +269,17 @@ mod tests {
         assert!(serde_json::from_value::<TrainRequest>(json!({"dataset": "mnist", "epochs": "two"})).is_err());
         assert!(serde_json::from_value::<TrainRequest>(json!({"dataset": "mnist", "optimizer": "adamw"})).is_err());
         assert!(serde_json::from_value::<TrainRequest>(json!({"epochs": 2})).is_err());
+    }
+
+    #[test]
+    fn evaluate_defaults_to_the_validation_split_and_checks_its_range() {
+        let request: EvaluateRequest = serde_json::from_value(json!({"dataset": "mnist"})).expect("decodes");
+        let params = EvaluateParams::validate(&request, 10_000).expect("valid");
+        assert_eq!(params.range, SampleRange::new(8_000, 10_000));
+        let request: EvaluateRequest =
+            serde_json::from_value(json!({"dataset": "mnist", "range": [5, 10_001]})).expect("decodes");
+        assert_eq!(EvaluateParams::validate(&request, 10_000).expect_err("past the end").field, "range");
+        assert!(serde_json::from_value::<EvaluateRequest>(json!({"dataset": "mnist", "epochs": 1})).is_err());
     }
 
     #[test]

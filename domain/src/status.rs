@@ -52,18 +52,20 @@ fn status_names() -> String {
     RunStatus::ALL.map(RunStatus::as_str).join(", ")
 }
 
-/// What a run does. Only training exists so far; pruning, quantization and evaluation
-/// become kinds of their own.
+/// What a run does. Pruning and quantization become kinds of their own next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunKind {
     Train,
+    /// Measures the checkpoint of its parent run on a dataset range.
+    Evaluate,
 }
 
 impl RunKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Train => "train",
+            Self::Evaluate => "evaluate",
         }
     }
 }
@@ -80,7 +82,8 @@ impl FromStr for RunKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "train" => Ok(Self::Train),
-            other => Err(format!("unknown kind `{other}`; expected train")),
+            "evaluate" => Ok(Self::Evaluate),
+            other => Err(format!("unknown kind `{other}`; expected train or evaluate")),
         }
     }
 }

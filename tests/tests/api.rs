@@ -51,8 +51,11 @@ async fn rejected_run_submissions_record_and_queue_nothing() {
         ("params as array", json!({"kind": "train", "params": [1, 2]}).to_string(), 400, "invalid_type", Some("params[0]")),
         ("body as array", json!([{"kind": "train"}]).to_string(), 400, "invalid_type", None),
         ("null body", "null".to_owned(), 400, "invalid_type", None),
+        ("evaluate without a parent", json!({"kind": "evaluate", "params": {"dataset": "mnist"}}).to_string(), 422, "invalid_value", Some("parent_run_id")),
+        ("train with a parent", json!({"kind": "train", "params": {"dataset": "mnist"}, "parent_run_id": 1}).to_string(), 422, "invalid_value", Some("parent_run_id")),
+        ("evaluate of a missing run", json!({"kind": "evaluate", "params": {"dataset": "mnist"}, "parent_run_id": 424242}).to_string(), 422, "invalid_value", Some("parent_run_id")),
         ("empty body", String::new(), 400, "malformed_json", None),
-        ("deep nesting", format!("{{\"kind\": \"train\", \"params\": {{\"dataset\": {}{}}}}}", "[".repeat(100_000), "]".repeat(100_000)), 400, "invalid_type", Some("params.dataset")),
+        ("deep nesting", format!("{{\"kind\": \"train\", \"params\": {{\"dataset\": {}{}}}}}", "[".repeat(100_000), "]".repeat(100_000)), 400, "malformed_json", None),
     ];
     for (name, body, status, code, field) in cases {
         let (got_status, got) = env.post_raw(&runs, body).await;

@@ -60,6 +60,11 @@ pub fn save_tensors(
     })
 }
 
+/// Saves bytes (a confusion matrix as JSON, say) as `file_name` in the run's folder.
+pub fn save_bytes(bytes: &[u8], artifact_dir: &Path, run_id: i64, file_name: &str) -> anyhow::Result<SavedFile> {
+    write_atomically(artifact_dir, run_id, file_name, |partial| Ok(std::fs::write(partial, bytes)?))
+}
+
 /// Loads a checkpoint written by `save` into a fresh model on `device`.
 pub fn load(path: &Path, device: Device) -> anyhow::Result<(nn::VarStore, Cnn)> {
     let mut vs = nn::VarStore::new(device);

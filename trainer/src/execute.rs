@@ -1,13 +1,13 @@
 //! Executing one claimed run: load its data, train on a blocking thread, stream metrics to
 //! Postgres, save the checkpoint, and record how it ended.
 use crate::{
-    checkpoint, device,
+    checkpoint, device, evaluation,
     model::TensorData,
     store::{ClaimedRun, Lease, LeaseState, MetricPoint, Store},
     training::{self, Checkpoint, Outcome, Progress, Resume, Stop},
 };
 use cairn_datasets::DataDir;
-use cairn_domain::{RunStatus, TrainParams};
+use cairn_domain::{EvaluateParams, RunId, RunStatus, TrainParams};
 use std::{
     path::PathBuf,
     sync::{
@@ -86,6 +86,7 @@ impl Executor {
         )));
         let end = match run.kind.as_str() {
             "train" => self.train(run.lease, run.params, flags).await,
+            "evaluate" => self.evaluate(run.lease, run.params, run.parent_run_id).await,
             other => RunEnd::Failed(format!("this worker cannot run jobs of kind `{other}`")),
         };
         drop(watcher);
@@ -175,6 +176,83 @@ impl Executor {
     }
 }
 
+impl Executor {
+    /// Measures the parent run's final checkpoint: quality, per-class precision and recall,
+    /// the confusion matrix (an artifact), latency, size and accuracy under input noise.
+    async fn evaluate(&self, lease: Lease, params: serde_json::Value, parent: Option<RunId>) -> RunEnd {
+        let params: EvaluateParams = match serde_json::from_value(params) {
+            Ok(params) => params,
+            Err(err) => return RunEnd::Failed(format!("stored params are invalid: {err}")),
+        };
+        let device = match device::for_run(params.device, self.device) {
+            Ok(device) => device,
+            Err(message) => return RunEnd::Failed(message),
+        };
+        let Some(parent) = parent else { return RunEnd::Failed("an evaluate run needs a parent run".to_owned()) };
+        let checkpoint = match self.store.final_checkpoint(parent).await {
+            Ok(Some(path)) => self.artifact_dir.join(path),
+            Ok(None) => return RunEnd::Failed(format!("run {parent} has no final checkpoint")),
+            Err(err) => return RunEnd::Failed(format!("looking up the checkpoint of run {parent} failed: {err}")),
+        };
+        let (data_dir, artifact_dir) = (self.data_dir.clone(), self.artifact_dir.clone());
+        let run_span = tracing::Span::current();
+        let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<MetricPoint>, checkpoint::SavedFile)> {
+            let _entered = run_span.enter();
+            let samples = data_dir.load(&params.dataset, params.range)?;
+            let data = TensorData::new(&samples, device);
+            let (vs, model) = checkpoint::load(&checkpoint, device)?;
+            let started = std::time::Instant::now();
+            let logits = evaluation::logits(&model, &data.images);
+            let quality = evaluation::quality(&logits, &data.labels);
+            let samples_per_second = data.len() as f64 / started.elapsed().as_secs_f64();
+            let mut points = vec![
+                point("accuracy", quality.accuracy),
+                point("cross_entropy", quality.cross_entropy),
+                point("mse", quality.mse),
+                point("samples_per_second", samples_per_second),
+                point("model_bytes", std::fs::metadata(&checkpoint)?.len() as f64),
+                point("nonzero_parameters", evaluation::nonzero_parameters(&vs) as f64),
+            ];
+            for (batch, runs) in [(1, 100), (64, 30)] {
+                let latency = evaluation::latency(&model, &data, batch, runs);
+                points.push(point(format!("latency_ms/batch_{batch}/median"), latency.median_ms));
+                points.push(point(format!("latency_ms/batch_{batch}/p95"), latency.p95_ms));
+            }
+            for std in [0.1, 0.2, 0.3] {
+                points.push(point(format!("noise_accuracy/{std}"), evaluation::noisy_accuracy(&model, &data, std, params.seed)));
+            }
+            for (class, (precision, recall)) in quality.precision.iter().zip(&quality.recall).enumerate() {
+                points.push(point(format!("precision/{class}"), *precision));
+                points.push(point(format!("recall/{class}"), *recall));
+            }
+            tracing::info!(accuracy = quality.accuracy, cross_entropy = quality.cross_entropy, "evaluated");
+            let confusion = serde_json::to_vec(&serde_json::json!({ "rows": "true class", "columns": "predicted class", "matrix": quality.confusion }))?;
+            let saved = checkpoint::save_bytes(&confusion, &artifact_dir, lease.run_id.0, "confusion_matrix.json")?;
+            Ok((points, saved))
+        })
+        .await;
+        let (points, saved) = match measured {
+            Ok(Ok(measured)) => measured,
+            Ok(Err(err)) => return RunEnd::Failed(format!("{err:#}")),
+            Err(err) => return RunEnd::Failed(format!("evaluation panicked: {err}")),
+        };
+        let recorded = async {
+            self.store.insert_metrics(lease, &points).await?;
+            self.store.insert_artifact(lease, "confusion_matrix", &saved.path, saved.bytes, &saved.sha256).await
+        };
+        match recorded.await {
+            Ok(true) => RunEnd::Succeeded,
+            Ok(false) => RunEnd::LeaseLost,
+            Err(err) => RunEnd::Failed(format!("recording the evaluation failed: {err}")),
+        }
+    }
+}
+
+/// An evaluation metric; they are all at step 0.
+fn point(key: impl Into<std::borrow::Cow<'static, str>>, value: f64) -> MetricPoint {
+    MetricPoint { key: key.into(), step: 0, value }
+}
+
 impl RunEnd {
     /// The final status and error this outcome records, if it ends the run.
     pub fn final_status(&self) -> Option<(RunStatus, Option<&str>)> {
@@ -203,7 +281,7 @@ impl Progress for RunProgress {
     fn metric(&mut self, key: &'static str, step: u64, value: f64) {
         // Blocks while the buffer is full. An error means the writer is gone, which only
         // happens when the attempt is being torn down.
-        let _ = self.to_writer.blocking_send(ToWriter::Point(MetricPoint { key, step, value }));
+        let _ = self.to_writer.blocking_send(ToWriter::Point(MetricPoint { key: key.into(), step, value }));
     }
 
     fn stop(&self) -> Option<Stop> {

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod device;
+pub mod evaluation;
 pub mod execute;
 pub mod model;
 pub mod optim;

@@ -2,6 +2,7 @@
 //! its `Lease` (run and attempt): a worker whose attempt was superseded changes nothing.
 use cairn_domain::{RunId, RunJob, RunStatus};
 use sqlx::PgPool;
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// The right to write for one attempt of one run; the attempt is the fencing token.
@@ -26,11 +27,13 @@ pub struct ClaimedRun {
     pub lease: Lease,
     pub kind: String,
     pub params: serde_json::Value,
+    pub parent_run_id: Option<RunId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricPoint {
-    pub key: &'static str,
+    /// Static for training's keys; built for per-class ones such as `precision/3`.
+    pub key: Cow<'static, str>,
     pub step: u64,
     pub value: f64,
 }
@@ -71,12 +74,12 @@ impl Store {
     /// `None` means the job is stale (already taken, cancelled or finished): skip it.
     pub async fn claim(&self, job: &RunJob, worker_id: &str, lease: Duration) -> sqlx::Result<Option<ClaimedRun>> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(String, serde_json::Value)> = sqlx::query_as(
+        let row: Option<(String, serde_json::Value, Option<i64>)> = sqlx::query_as(
             "UPDATE runs SET status = 'running', attempt = $2, worker_id = $3,
                     started_at = coalesce(started_at, now()), error = NULL,
                     lease_expires_at = now() + make_interval(secs => $4)
              WHERE id = $1 AND status = 'queued' AND attempt = $2 - 1
-             RETURNING kind, params",
+             RETURNING kind, params, parent_run_id",
         )
         .bind(job.run_id.0)
         .bind(job.attempt)
@@ -98,10 +101,11 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(row.map(|(kind, params)| ClaimedRun {
+        Ok(row.map(|(kind, params, parent)| ClaimedRun {
             lease: Lease { run_id: job.run_id, attempt: job.attempt },
             kind,
             params,
+            parent_run_id: parent.map(RunId),
         }))
     }
 
@@ -124,6 +128,16 @@ impl Store {
         })
     }
 
+    /// The final checkpoint of a run, if it has one.
+    pub async fn final_checkpoint(&self, run_id: RunId) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT path FROM artifacts WHERE run_id = $1 AND kind = 'checkpoint' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(run_id.0)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
     /// The checkpoint the last attempt that held the lease saved, if any.
     pub async fn resume_checkpoint(&self, run_id: RunId) -> sqlx::Result<Option<String>> {
         sqlx::query_scalar(
@@ -136,7 +150,7 @@ impl Store {
 
     /// Writes points in one statement; points already stored are kept as they are.
     pub async fn insert_metrics(&self, lease: Lease, points: &[MetricPoint]) -> sqlx::Result<u64> {
-        let keys: Vec<&str> = points.iter().map(|p| p.key).collect();
+        let keys: Vec<&str> = points.iter().map(|p| p.key.as_ref()).collect();
         let steps: Vec<i64> = points.iter().map(|p| p.step as i64).collect();
         let values: Vec<f64> = points.iter().map(|p| p.value).collect();
         let result = sqlx::query(

@@ -9,10 +9,9 @@ use crate::{
     routes::{NewExperiment, cancel_run as cancel, create_experiment as create},
     startup::AppState,
     store::{self, metrics::Series as MetricSeries, runs::ListFilter},
-    submit::{RunSubmission, submit_run as submit},
+    submit::{Placement, RunSpec, submit_run as submit},
 };
 use actix_web::{HttpResponse, web};
-use cairn_domain::RunKind;
 use serde::Deserialize;
 
 const RUNS_PER_PAGE: i64 = 100;
@@ -124,23 +123,18 @@ pub async fn submit_run_form(
     who.check_csrf(&form.csrf)?;
     let experiment = access::experiment(&state.pool, who.user_id, *id, Role::Member).await?;
     let errors = match form.to_request() {
-        Ok(params) => match submit(
-            &state,
-            who.user_id,
-            experiment.id,
-            RunSubmission { kind: RunKind::Train, params, queue: None, priority: None },
-        )
-        .await
-        {
-            Ok(run) => return Ok(see_other(&format!("/runs/{}", run.id))),
-            Err(err @ ApiError::Invalid(_)) => {
-                let mut errors = FieldErrors::default();
-                let field = err.field().unwrap_or_default();
-                errors.add(field.strip_prefix("params.").unwrap_or(field), err.message());
-                errors
+        Ok(params) => {
+            match submit(&state, who.user_id, experiment.id, RunSpec::Train(params), Placement::default()).await {
+                Ok(run) => return Ok(see_other(&format!("/runs/{}", run.id))),
+                Err(err @ ApiError::Invalid(_)) => {
+                    let mut errors = FieldErrors::default();
+                    let field = err.field().unwrap_or_default();
+                    errors.add(field.strip_prefix("params.").unwrap_or(field), err.message());
+                    errors
+                }
+                Err(err) => return Err(err.into()),
             }
-            Err(err) => return Err(err.into()),
-        },
+        }
         Err(errors) => errors,
     };
     let page = NewRunPage { nav: Nav::of(&who), experiment, form, errors, datasets: state.data_dir.available() };

@@ -56,6 +56,7 @@ pub struct RunRow {
 pub struct NewRun<'a> {
     pub experiment_id: i64,
     pub kind: RunKind,
+    pub parent_run_id: Option<i64>,
     pub params: serde_json::Value,
     pub queue: &'a str,
     pub priority: i32,
@@ -65,7 +66,7 @@ pub struct NewRun<'a> {
 /// commits, the run exists and will be pushed (by the notification, or by the next sweep).
 pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Result<Run> {
     let run: Run = sqlx::query_as(concat!(
-        "INSERT INTO runs AS r (experiment_id, kind, params, queue, priority) VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO runs AS r (experiment_id, kind, params, queue, priority, parent_run_id) VALUES ($1, $2, $3, $4, $5, $6)
          RETURNING ",
         run_columns!(),
         ""
@@ -75,6 +76,7 @@ pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Resul
     .bind(&new.params)
     .bind(new.queue)
     .bind(new.priority)
+    .bind(new.parent_run_id)
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("SELECT pg_notify('cairn_runs_queued', $1)").bind(run.id.to_string()).execute(&mut *tx).await?;
