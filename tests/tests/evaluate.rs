@@ -74,4 +74,13 @@ async fn an_evaluate_run_measures_its_parents_checkpoint() {
         .map(|v| v.as_i64().unwrap())
         .sum();
     assert_eq!(total, 500);
+
+    let (browser, _) = env.browser().await;
+    let (_, parent_page) = env.page(&browser, &format!("/runs/{train}")).await;
+    assert!(
+        parent_page.contains("Lineage") && parent_page.contains(&format!("href=\"/runs/{id}\"")),
+        "the child is listed"
+    );
+    let (_, child_page) = env.page(&browser, &format!("/runs/{id}")).await;
+    assert!(child_page.contains("Confusion matrix") && child_page.contains(&format!("href=\"/runs/{train}\"")));
 }

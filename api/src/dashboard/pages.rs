@@ -6,7 +6,7 @@ use super::{
 use crate::{
     auth::{Role, SessionUser, access},
     error::ApiError,
-    routes::{NewExperiment, cancel_run as cancel, create_experiment as create},
+    routes::{NewExperiment, cancel_run as cancel, create_experiment as create, read_artifact},
     startup::AppState,
     store::{self, metrics::Series as MetricSeries, runs::ListFilter},
     submit::{Placement, RunSpec, submit_run as submit},
@@ -153,7 +153,21 @@ pub async fn run_page(state: web::Data<AppState>, who: SessionUser, id: web::Pat
     };
     let status = run.status();
     let steps_per_epoch = steps_per_epoch(&run.params);
+    let (parent, children) = store::runs::lineage(&state.pool, &run).await?;
+    let (parent, children) = (parent.as_ref().map(RunLine::new), children.iter().map(RunLine::new).collect());
+    let confusion = match artifacts.iter().find(|a| a.kind == "confusion_matrix") {
+        Some(artifact) => {
+            let (_, bytes) = read_artifact(&state, artifact).await?;
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|file| serde_json::from_value::<Vec<Vec<i64>>>(file["matrix"].clone()).ok())
+        }
+        None => None,
+    };
     Ok(RunPage {
+        parent,
+        children,
+        confusion,
         nav: Nav::of(&who),
         live: status.is_some_and(|s| !s.is_finished()),
         cancellable: status.is_some_and(|s| !s.is_finished()) && run.cancel_requested_at.is_none(),

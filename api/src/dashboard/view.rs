@@ -102,6 +102,11 @@ pub struct RunPage {
     pub summaries: Vec<SeriesSummary>,
     pub charts: Vec<Chart>,
     pub artifacts: Vec<Artifact>,
+    /// The run this one was made from, and the runs made from it.
+    pub parent: Option<RunLine>,
+    pub children: Vec<RunLine>,
+    /// An evaluate run's confusion matrix: rows are the true class, columns the predicted.
+    pub confusion: Option<Vec<Vec<i64>>>,
     /// Queued or running: the page reloads itself until the run ends.
     pub live: bool,
     pub cancellable: bool,
@@ -117,13 +122,14 @@ pub struct ErrorPage {
 /// One row of a runs table.
 pub struct RunLine {
     pub id: i64,
+    pub kind: String,
     pub status: String,
     pub dataset: String,
     pub epochs: String,
     pub batch_size: String,
     pub learning_rate: String,
     pub optimizer: String,
-    pub val_accuracy: String,
+    pub accuracy: String,
     pub duration: String,
     pub created: String,
 }
@@ -133,13 +139,14 @@ impl RunLine {
         let param = |name: &str| row.run.params.get(name).map(plain).unwrap_or_default();
         Self {
             id: row.run.id,
+            kind: row.run.kind.clone(),
             status: row.run.status.clone(),
             dataset: param("dataset"),
             epochs: param("epochs"),
             batch_size: param("batch_size"),
             learning_rate: param("learning_rate"),
             optimizer: param("optimizer"),
-            val_accuracy: row.val_accuracy.map(percent).unwrap_or_default(),
+            accuracy: row.accuracy.map(percent).unwrap_or_default(),
             duration: row.run.duration_seconds().map(seconds).unwrap_or_default(),
             created: timestamp(&row.run.created_at),
         }

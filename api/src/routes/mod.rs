@@ -7,7 +7,7 @@ mod runs;
 
 pub use access::{TokenInfo, issue_token, revoke, user_tokens};
 pub use experiments::{NewExperiment, create_experiment};
-pub use runs::cancel_run;
+pub use runs::{cancel_run, read_artifact};
 
 route_table! {
     /// Every REST route.

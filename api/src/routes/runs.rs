@@ -112,8 +112,22 @@ pub async fn cancel(state: web::Data<AppState>, who: Principal, id: web::Path<i6
     Ok(HttpResponse::build(status).json(run))
 }
 
-/// Streams an artifact's file, after the same checks as the run, from inside the artifact
-/// directory only.
+/// An artifact's file and its bytes, from inside the artifact directory only: a path (or a
+/// link) that leads outside it is not found.
+pub async fn read_artifact(
+    state: &AppState,
+    artifact: &runs::Artifact,
+) -> Result<(std::path::PathBuf, Vec<u8>), ApiError> {
+    let root = state.settings.artifact_dir.canonicalize().map_err(|_| ApiError::NotFound("artifact"))?;
+    let path = root.join(&artifact.path).canonicalize().map_err(|_| ApiError::NotFound("artifact"))?;
+    if !path.starts_with(&root) {
+        return Err(ApiError::NotFound("artifact"));
+    }
+    let bytes = tokio::fs::read(&path).await.map_err(|_| ApiError::NotFound("artifact"))?;
+    Ok((path, bytes))
+}
+
+/// Sends an artifact's file, after the same checks as the run.
 pub async fn download_artifact(
     state: web::Data<AppState>,
     who: Principal,
@@ -122,12 +136,7 @@ pub async fn download_artifact(
     let (run_id, artifact_id) = ids.into_inner();
     let run = access::run(&state.pool, who.user_id, run_id, Role::Viewer).await?;
     let artifact = runs::artifact(&state.pool, run.id, artifact_id).await?.ok_or(ApiError::NotFound("artifact"))?;
-    let root = state.settings.artifact_dir.canonicalize().map_err(|_| ApiError::NotFound("artifact"))?;
-    let path = root.join(&artifact.path).canonicalize().map_err(|_| ApiError::NotFound("artifact"))?;
-    if !path.starts_with(&root) {
-        return Err(ApiError::NotFound("artifact"));
-    }
-    let bytes = tokio::fs::read(&path).await.map_err(|_| ApiError::NotFound("artifact"))?;
+    let (path, bytes) = read_artifact(&state, &artifact).await?;
     let file_name = path.file_name().and_then(|name| name.to_str()).unwrap_or("artifact");
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")

@@ -12,6 +12,17 @@ macro_rules! run_columns {
     };
 }
 
+/// Joins a run `r` to its accuracy `acc.value`: the last validation accuracy of a train run,
+/// the accuracy of an evaluate run.
+macro_rules! accuracy_join {
+    () => {
+        "LEFT JOIN LATERAL (
+             SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key IN ('val_accuracy', 'accuracy')
+             ORDER BY m.step DESC LIMIT 1
+         ) acc ON true"
+    };
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Run {
     pub id: i64,
@@ -44,13 +55,14 @@ impl Run {
     }
 }
 
-/// A run with its final validation accuracy, for tables.
+/// A run with its accuracy (the last validation accuracy of a train run, the accuracy of an
+/// evaluate run), for tables.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct RunRow {
     #[sqlx(flatten)]
     #[serde(flatten)]
     pub run: Run,
-    pub val_accuracy: Option<f64>,
+    pub accuracy: Option<f64>,
 }
 
 pub struct NewRun<'a> {
@@ -111,6 +123,26 @@ pub async fn get_with_role(pool: &PgPool, id: i64, user_id: i64) -> sqlx::Result
     Ok(row.map(|row| (row.run, row.role)))
 }
 
+/// A run's lineage: the run it was made from, and the runs made from it (evaluations of its
+/// checkpoint), oldest first. They share the run's experiment, so whoever sees the run sees them.
+pub async fn lineage(pool: &PgPool, run: &Run) -> sqlx::Result<(Option<RunRow>, Vec<RunRow>)> {
+    let rows: Vec<RunRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        run_columns!(),
+        ", acc.value AS accuracy
+         FROM runs r ",
+        accuracy_join!(),
+        " WHERE r.parent_run_id = $1 OR r.id = $2 ORDER BY r.id"
+    ))
+    .bind(run.id)
+    .bind(run.parent_run_id)
+    .fetch_all(pool)
+    .await?;
+    let (parents, children): (Vec<RunRow>, Vec<RunRow>) =
+        rows.into_iter().partition(|row| Some(row.run.id) == run.parent_run_id);
+    Ok((parents.into_iter().next(), children))
+}
+
 pub struct ListFilter {
     /// Only runs of teams this user belongs to.
     pub user_id: i64,
@@ -126,13 +158,10 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> sqlx::Result<Vec<RunRow
     sqlx::query_as(concat!(
         "SELECT ",
         run_columns!(),
-        ", acc.value AS val_accuracy
-         FROM runs r
-         LEFT JOIN LATERAL (
-             SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key = 'val_accuracy'
-             ORDER BY m.step DESC LIMIT 1
-         ) acc ON true
-         WHERE ($1::bigint IS NULL OR r.experiment_id = $1)
+        ", acc.value AS accuracy
+         FROM runs r ",
+        accuracy_join!(),
+        " WHERE ($1::bigint IS NULL OR r.experiment_id = $1)
            AND ($2::text IS NULL OR r.status = $2)
            AND ($3::bigint IS NULL OR r.id < $3)
            AND r.experiment_id IN (
