@@ -66,9 +66,12 @@ pub async fn submit_run(
     let (kind, parent_run_id, params) = match spec {
         RunSpec::Train(request) => (RunKind::Train, None, to_json(&validate_train(state, &request).await?)?),
         RunSpec::Evaluate { parent_run_id, request } => {
-            let parent = access::run(&state.pool, user_id, parent_run_id, Role::Viewer)
-                .await
-                .map_err(|_| ApiError::invalid("parent_run_id", "no such run"))?;
+            let parent =
+                access::run(&state.pool, user_id, parent_run_id, Role::Viewer).await.map_err(|err| match err {
+                    // The parent is a field of this request: name it rather than answer 404.
+                    ApiError::NotFound(_) => ApiError::invalid("parent_run_id", "no such run"),
+                    other => other,
+                })?;
             if parent.experiment_id != experiment_id {
                 return Err(ApiError::invalid("parent_run_id", "must be a run of the same experiment"));
             }

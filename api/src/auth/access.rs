@@ -26,15 +26,11 @@ pub async fn team(pool: &PgPool, user_id: i64, team_id: i64, needed: Role) -> Re
 }
 
 pub async fn experiment(pool: &PgPool, user_id: i64, experiment_id: i64, needed: Role) -> Result<Experiment, ApiError> {
-    let role: Option<String> = sqlx::query_scalar(
-        "SELECT m.role FROM experiments e JOIN memberships m ON m.team_id = e.team_id AND m.user_id = $2 WHERE e.id = $1",
-    )
-    .bind(experiment_id)
-    .bind(user_id)
-    .fetch_optional(pool)
-    .await?;
+    let (experiment, role) = store::experiments::get_with_role(pool, experiment_id, user_id)
+        .await?
+        .ok_or(ApiError::NotFound("experiment"))?;
     decide(role, needed, "experiment")?;
-    store::experiments::get(pool, experiment_id).await?.ok_or(ApiError::NotFound("experiment"))
+    Ok(experiment)
 }
 
 pub async fn run(pool: &PgPool, user_id: i64, run_id: i64, needed: Role) -> Result<Run, ApiError> {

@@ -58,6 +58,25 @@ pub async fn get(pool: &PgPool, id: i64) -> sqlx::Result<Option<Experiment>> {
         .await
 }
 
+/// An experiment with the role `user_id` has in its team (`None`: not a member), in one query.
+pub async fn get_with_role(pool: &PgPool, id: i64, user_id: i64) -> sqlx::Result<Option<(Experiment, Option<String>)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        experiment: Experiment,
+        role: Option<String>,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT e.id, e.team_id, e.name, e.description, e.created_at, m.role FROM experiments e
+         LEFT JOIN memberships m ON m.team_id = e.team_id AND m.user_id = $2 WHERE e.id = $1",
+    )
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|row| (row.experiment, row.role)))
+}
+
 /// The experiments of every team `user_id` belongs to.
 pub async fn list(pool: &PgPool, user_id: i64) -> sqlx::Result<Vec<ExperimentSummary>> {
     sqlx::query_as(
