@@ -14,6 +14,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `CAIRN_MAX_BODY_BYTES`: larger request bodies are refused with 413.
     pub max_body_bytes: usize,
+    /// `CAIRN_MAX_UPLOAD_BYTES`: larger uploaded files are refused with 413.
+    pub max_upload_bytes: usize,
     /// `CAIRN_WORKERS`: HTTP worker threads.
     pub http_workers: usize,
     /// `CAIRN_ARTIFACT_DIR`: where the workers write artifacts, served after access checks.
@@ -32,6 +34,7 @@ impl Settings {
             redis_url: env_or("CAIRN_REDIS_URL", Secret::new("redis://127.0.0.1:6379"))?,
             data_dir: env_or("CAIRN_DATA_DIR", PathBuf::from("data"))?,
             max_body_bytes: env_or("CAIRN_MAX_BODY_BYTES", 4 << 20)?,
+            max_upload_bytes: env_or("CAIRN_MAX_UPLOAD_BYTES", 256 << 20)?,
             http_workers: env_or("CAIRN_WORKERS", 2)?,
             artifact_dir: env_or("CAIRN_ARTIFACT_DIR", PathBuf::from("artifacts"))?,
             rate_limit_per_minute: env_or("CAIRN_RATE_LIMIT_PER_MINUTE", 6_000)?,

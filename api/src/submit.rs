@@ -1,5 +1,8 @@
-//! Submitting a run, shared by the REST API and the dashboard form: everything is validated
-//! before anything is recorded, so a rejected submission leaves no trace.
+//! Submitting runs, shared by the REST API and the dashboard form. One submission is one run
+//! or a pipeline: a tree of runs, each child starting from its parent's model. The whole tree
+//! is validated before anything is recorded, so a rejected submission leaves no trace; then it
+//! is recorded in one transaction. Children wait until their parent succeeds (the database
+//! queues them then, or cancels them when the parent fails).
 use crate::{
     auth::{Role, access, audit},
     error::ApiError,
@@ -9,103 +12,80 @@ use crate::{
 };
 use actix_web::web;
 use cairn_datasets::DatasetError;
-use cairn_domain::{DatasetName, EvaluateParams, EvaluateRequest, RunKind, TrainParams, TrainRequest};
-use serde::Deserialize;
+use cairn_domain::{DataDefaults, DatasetName, RunKind, RunParams, RunRequest, RunStatus, params::PredictRequest};
+use serde::{Deserialize, Serialize};
 
 pub const MAX_PRIORITY: i64 = 1_000;
+/// The most runs one submission may create.
+pub const MAX_PIPELINE_RUNS: usize = 100;
 
-/// `POST /api/v1/experiments/{id}/runs`: `params` is read according to `kind`.
-#[derive(Debug, Deserialize)]
+/// `POST /api/v1/experiments/{id}/runs`: `params` is read according to `kind`. A child in
+/// `children` starts from this run's model; `parent_run_id` names an existing run instead.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunSubmission {
     pub kind: RunKind,
     pub params: serde_json::Value,
     pub parent_run_id: Option<i64>,
+    /// Children inherit their parent's queue and priority unless they name their own.
     pub queue: Option<String>,
     pub priority: Option<i64>,
+    #[serde(default)]
+    pub children: Vec<RunSubmission>,
 }
 
-/// Which queue a run waits in, and how urgently.
-#[derive(Debug, Default)]
-pub struct Placement {
-    pub queue: Option<String>,
-    pub priority: Option<i64>,
+/// A recorded run and the runs recorded as its children in the same submission.
+#[derive(Debug, Serialize)]
+pub struct CreatedRun {
+    #[serde(flatten)]
+    pub run: Run,
+    pub children: Vec<CreatedRun>,
 }
 
-/// What to run, decoded for its kind.
-pub enum RunSpec {
-    Train(TrainRequest),
-    Evaluate { parent_run_id: i64, request: EvaluateRequest },
+/// A validated run of the tree, ready to record.
+struct PlannedRun {
+    params: RunParams,
+    /// An existing run, locked and checked again when recording; `None` for the root of a
+    /// train run or for a child whose parent is in the tree.
+    existing_parent: Option<i64>,
+    queue: String,
+    priority: i32,
+    children: Vec<PlannedRun>,
 }
 
-impl RunSubmission {
-    pub fn into_spec(self) -> Result<(RunSpec, Placement), ApiError> {
-        let spec = match (self.kind, self.parent_run_id) {
-            (RunKind::Train, None) => RunSpec::Train(decode_value(self.params, "params")?),
-            (RunKind::Train, Some(_)) => return Err(ApiError::invalid("parent_run_id", "a train run has no parent")),
-            (RunKind::Evaluate, Some(parent_run_id)) => {
-                RunSpec::Evaluate { parent_run_id, request: decode_value(self.params, "params")? }
-            }
-            (RunKind::Evaluate, None) => {
-                return Err(ApiError::invalid("parent_run_id", "required: the run whose checkpoint to evaluate"));
-            }
-        };
-        Ok((spec, Placement { queue: self.queue, priority: self.priority }))
-    }
+/// The parent a run of the tree starts from, as validation sees it.
+enum Parent<'a> {
+    None,
+    Existing(&'a Run),
+    InTree(&'a RunParams),
 }
 
-/// Validates and records a run for `user_id`, who must be a member of the experiment's team.
+/// Validates and records a submission for `user_id`, who must be a member of the
+/// experiment's team.
 pub async fn submit_run(
     state: &AppState,
     user_id: i64,
     experiment_id: i64,
-    spec: RunSpec,
-    placement: Placement,
-) -> Result<Run, ApiError> {
+    submission: RunSubmission,
+) -> Result<CreatedRun, ApiError> {
     let experiment = access::experiment(&state.pool, user_id, experiment_id, Role::Member).await?;
-    let (kind, parent_run_id, params) = match spec {
-        RunSpec::Train(request) => (RunKind::Train, None, to_json(&validate_train(state, &request).await?)?),
-        RunSpec::Evaluate { parent_run_id, request } => {
-            let parent =
-                access::run(&state.pool, user_id, parent_run_id, Role::Viewer).await.map_err(|err| match err {
-                    // The parent is a field of this request: name it rather than answer 404.
-                    ApiError::NotFound(_) => ApiError::invalid("parent_run_id", "no such run"),
-                    other => other,
-                })?;
-            if parent.experiment_id != experiment_id {
-                return Err(ApiError::invalid("parent_run_id", "must be a run of the same experiment"));
-            }
-            let has_checkpoint =
-                store::runs::artifacts(&state.pool, parent.id).await?.iter().any(|a| a.kind == "checkpoint");
-            if parent.status != "succeeded" || !has_checkpoint {
-                return Err(ApiError::invalid(
-                    "parent_run_id",
-                    format!("run {} has no final checkpoint (it is {})", parent.id, parent.status),
-                ));
-            }
-            let name = request.dataset_name().map_err(|err| err.within("params"))?;
-            let len = dataset_len(state, name).await?;
-            let params = EvaluateParams::validate(&request, len).map_err(|err| err.within("params"))?;
-            (RunKind::Evaluate, Some(parent.id), to_json(&params)?)
-        }
+    let size = count_runs(&submission);
+    if size > MAX_PIPELINE_RUNS {
+        return Err(ApiError::invalid(
+            "children",
+            format!("a submission creates at most {MAX_PIPELINE_RUNS} runs; this one {size}"),
+        ));
+    }
+    let planner = Planner { state, user_id, experiment_id, team_id: experiment.team_id };
+    let parent = match submission.parent_run_id {
+        Some(id) => Some(planner.existing_parent(id, "parent_run_id").await?),
+        None => None,
     };
-    let queue = placement.queue.as_deref().unwrap_or("default");
-    if queue.is_empty()
-        || queue.len() > 64
-        || !queue.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-    {
-        return Err(ApiError::invalid("queue", "must be 1 to 64 characters of a-z, 0-9, `_` and `-`"));
-    }
-    let priority = placement.priority.unwrap_or(0);
-    if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&priority) {
-        return Err(ApiError::invalid("priority", format!("must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")));
-    }
+    let parent = parent.as_ref().map_or(Parent::None, Parent::Existing);
+    let plan = planner.plan(submission, parent, "", None).await?;
+
     let mut tx = state.pool.begin().await?;
-    let run = store::runs::create(
-        &mut tx,
-        store::runs::NewRun { experiment_id, kind, parent_run_id, params, queue, priority: priority as i32 },
-    )
-    .await?;
+    let created = record(&mut tx, experiment_id, plan, None).await?;
     audit::record(
         &mut *tx,
         audit::Entry {
@@ -113,33 +93,237 @@ pub async fn submit_run(
             team_id: Some(experiment.team_id),
             action: "run.create",
             target_type: "run",
-            target_id: Some(run.id),
-            details: serde_json::json!({ "experiment_id": experiment_id, "kind": run.kind }),
+            target_id: Some(created.run.id),
+            details: serde_json::json!({
+                "experiment_id": experiment_id, "kind": created.run.kind, "runs": size,
+            }),
         },
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(run.id = run.id, experiment.id = experiment_id, "run queued");
-    Ok(run)
+    tracing::info!(run.id = created.run.id, experiment.id = experiment_id, runs = size, "runs submitted");
+    Ok(created)
 }
 
-/// Validates train params against the dataset they name (its size bounds the ranges and the
-/// batch size). Errors name fields under `params.`.
-pub async fn validate_train(state: &AppState, request: &TrainRequest) -> Result<TrainParams, ApiError> {
-    let name = request.dataset_name().map_err(|err| err.within("params"))?;
-    let len = dataset_len(state, name).await?;
-    Ok(TrainParams::validate(request, len).map_err(|err| err.within("params"))?)
+fn count_runs(submission: &RunSubmission) -> usize {
+    1 + submission.children.iter().map(count_runs).sum::<usize>()
 }
 
-/// How many samples a dataset has, reading only file headers, off the async threads.
-async fn dataset_len(state: &AppState, name: DatasetName) -> Result<usize, ApiError> {
-    let data_dir = state.data_dir.clone();
-    web::block(move || data_dir.len(&name))
-        .await
-        .map_err(|err| ApiError::Internal(err.to_string()))?
-        .map_err(|err: DatasetError| ApiError::invalid("params.dataset", err.to_string()))
+struct Planner<'a> {
+    state: &'a AppState,
+    user_id: i64,
+    experiment_id: i64,
+    team_id: i64,
 }
 
-fn to_json(params: &impl serde::Serialize) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(params).map_err(|err| ApiError::Internal(err.to_string()))
+impl Planner<'_> {
+    /// Validates one run and, depth first, its children. `at` is the run's place in the body
+    /// (`children[1].`), so every error names the field it is about.
+    async fn plan(
+        &self,
+        submission: RunSubmission,
+        parent: Parent<'_>,
+        at: &str,
+        inherited_placement: Option<(&str, i32)>,
+    ) -> Result<PlannedRun, ApiError> {
+        let field = |name: &str| format!("{at}{name}");
+        let within = |err: cairn_domain::ValidationError| ApiError::Invalid(err.within(&field("params")));
+        let (parent_kind, inherited) = match &parent {
+            Parent::None => (None, None),
+            Parent::Existing(run) => {
+                let kind: RunKind = run.kind.parse().map_err(ApiError::Internal)?;
+                let params = RunParams::from_stored(kind, run.params.clone())
+                    .map_err(|err| ApiError::Internal(format!("run {} has unreadable params: {err}", run.id)))?;
+                (Some(kind), params.inherited())
+            }
+            Parent::InTree(params) => (Some(params.kind()), params.inherited()),
+        };
+        if let Err(message) = submission.kind.parent_rule(parent_kind) {
+            let name = if matches!(parent, Parent::InTree(_)) { field("kind") } else { field("parent_run_id") };
+            return Err(ApiError::invalid(name, message));
+        }
+        let request = decode_request(submission.kind, submission.params, &field("params"))?;
+        let data = match (request.dataset(), inherited) {
+            (Some(name), _) => {
+                let name = DatasetName::parse(name).map_err(within)?;
+                let len = self.dataset_len(&name, &field("params.dataset")).await?;
+                DataDefaults::split(name, len)
+            }
+            (None, Some(inherited)) => {
+                let len = self.dataset_len(&inherited.dataset, &field("params.dataset")).await?;
+                DataDefaults::inherit(inherited, len)
+            }
+            (None, None) => return Err(ApiError::invalid(field("params.dataset"), "required: the data to work on")),
+        };
+        let upload_images = match &request {
+            RunRequest::Predict(PredictRequest { upload_id: Some(id), .. }) => self.upload_images(*id).await?,
+            _ => None,
+        };
+        if let RunRequest::Ensemble(ensemble) = &request {
+            let members = ensemble.member_ids().map_err(within)?;
+            let parent_id = match &parent {
+                Parent::Existing(run) => Some(run.id),
+                Parent::None | Parent::InTree(_) => None,
+            };
+            for (index, member) in members.iter().enumerate() {
+                let member_field = field(&format!("params.members[{index}]"));
+                if Some(member.0) == parent_id {
+                    return Err(ApiError::invalid(member_field, "the parent is averaged already; list the others"));
+                }
+                let run = self.existing_parent(member.0, &member_field).await?;
+                let makes_model = run.kind.parse::<RunKind>().is_ok_and(RunKind::makes_model);
+                if !makes_model || run.status != RunStatus::Succeeded.as_str() {
+                    return Err(ApiError::invalid(
+                        member_field,
+                        format!("run {} ({}, {}) has no model to average", run.id, run.kind, run.status),
+                    ));
+                }
+            }
+        }
+        let params = request.validate(&data, upload_images).map_err(within)?;
+
+        let queue = match &submission.queue {
+            Some(queue) => valid_queue(queue, &field("queue"))?,
+            None => inherited_placement.map_or("default", |(queue, _)| queue).to_owned(),
+        };
+        let priority = match submission.priority {
+            Some(priority) => valid_priority(priority, &field("priority"))?,
+            None => inherited_placement.map_or(0, |(_, priority)| priority),
+        };
+        if !submission.children.is_empty() && !params.kind().makes_model() {
+            return Err(ApiError::invalid(
+                field("children"),
+                format!("a {} run has no model for children to start from", params.kind()),
+            ));
+        }
+        let mut children = Vec::with_capacity(submission.children.len());
+        for (index, child) in submission.children.into_iter().enumerate() {
+            let at = format!("{at}children[{index}].");
+            if child.parent_run_id.is_some() {
+                return Err(ApiError::invalid(
+                    format!("{at}parent_run_id"),
+                    "a child's parent is the run it is listed under",
+                ));
+            }
+            let planned = Box::pin(self.plan(child, Parent::InTree(&params), &at, Some((&queue, priority)))).await?;
+            children.push(planned);
+        }
+        let existing_parent = match parent {
+            Parent::Existing(run) => Some(run.id),
+            Parent::None | Parent::InTree(_) => None,
+        };
+        Ok(PlannedRun { params, existing_parent, queue, priority, children })
+    }
+
+    /// An existing run this user may read, in the same experiment, that has or will have a
+    /// model: it is not failed or cancelled.
+    async fn existing_parent(&self, id: i64, field: &str) -> Result<Run, ApiError> {
+        let run = access::run(&self.state.pool, self.user_id, id, Role::Viewer).await.map_err(|err| match err {
+            // The run is a field of this request: name it rather than answer 404.
+            ApiError::NotFound(_) => ApiError::invalid(field, format!("no such run: {id}")),
+            other => other,
+        })?;
+        if run.experiment_id != self.experiment_id {
+            return Err(ApiError::invalid(field, "must be a run of the same experiment"));
+        }
+        if matches!(run.status(), Some(RunStatus::Failed | RunStatus::Cancelled)) {
+            return Err(ApiError::invalid(field, format!("run {} {} and has no model", run.id, run.status)));
+        }
+        Ok(run)
+    }
+
+    /// How many samples a dataset has, reading only file headers, off the async threads.
+    async fn dataset_len(&self, name: &DatasetName, field: &str) -> Result<usize, ApiError> {
+        let (data_dir, name) = (self.state.data_dir.clone(), name.clone());
+        web::block(move || data_dir.len(&name))
+            .await
+            .map_err(|err| ApiError::Internal(err.to_string()))?
+            .map_err(|err: DatasetError| ApiError::invalid(field, err.to_string()))
+    }
+
+    /// The image count of an upload of this experiment's team.
+    async fn upload_images(&self, upload_id: i64) -> Result<Option<usize>, ApiError> {
+        let images: Option<i32> = sqlx::query_scalar("SELECT images FROM uploads WHERE id = $1 AND team_id = $2")
+            .bind(upload_id)
+            .bind(self.team_id)
+            .fetch_optional(&self.state.pool)
+            .await?;
+        Ok(images.map(|images| images as usize))
+    }
+}
+
+fn decode_request(kind: RunKind, params: serde_json::Value, field: &str) -> Result<RunRequest, ApiError> {
+    Ok(match kind {
+        RunKind::Train => RunRequest::Train(decode_value(params, field)?),
+        RunKind::Evaluate => RunRequest::Evaluate(decode_value(params, field)?),
+        RunKind::Prune => RunRequest::Prune(decode_value(params, field)?),
+        RunKind::Quantize => RunRequest::Quantize(decode_value(params, field)?),
+        RunKind::Ensemble => RunRequest::Ensemble(decode_value(params, field)?),
+        RunKind::Predict => RunRequest::Predict(decode_value(params, field)?),
+    })
+}
+
+fn valid_queue(queue: &str, field: &str) -> Result<String, ApiError> {
+    let valid = !queue.is_empty()
+        && queue.len() <= 64
+        && queue.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if valid {
+        Ok(queue.to_owned())
+    } else {
+        Err(ApiError::invalid(field, "must be 1 to 64 characters of a-z, 0-9, `_` and `-`"))
+    }
+}
+
+fn valid_priority(priority: i64, field: &str) -> Result<i32, ApiError> {
+    if (-MAX_PRIORITY..=MAX_PRIORITY).contains(&priority) {
+        Ok(priority as i32)
+    } else {
+        Err(ApiError::invalid(field, format!("must be between -{MAX_PRIORITY} and {MAX_PRIORITY}")))
+    }
+}
+
+/// Records a planned run and its children. A run whose parent has not succeeded yet waits.
+/// An existing parent is locked first, so it cannot finish between this read and the commit
+/// (its children would then wait for nothing); one that failed meanwhile is an error.
+async fn record(
+    tx: &mut sqlx::PgConnection,
+    experiment_id: i64,
+    plan: PlannedRun,
+    parent_in_tree: Option<i64>,
+) -> Result<CreatedRun, ApiError> {
+    let status = match (plan.existing_parent, parent_in_tree) {
+        (_, Some(_)) => RunStatus::Waiting,
+        (Some(parent), None) => {
+            let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1 FOR SHARE")
+                .bind(parent)
+                .fetch_one(&mut *tx)
+                .await?;
+            match status.parse::<RunStatus>().map_err(ApiError::Internal)? {
+                RunStatus::Succeeded => RunStatus::Queued,
+                RunStatus::Failed | RunStatus::Cancelled => {
+                    return Err(ApiError::invalid("parent_run_id", format!("run {parent} {status} and has no model")));
+                }
+                RunStatus::Waiting | RunStatus::Queued | RunStatus::Running => RunStatus::Waiting,
+            }
+        }
+        (None, None) => RunStatus::Queued,
+    };
+    let run = store::runs::create(
+        tx,
+        store::runs::NewRun {
+            experiment_id,
+            kind: plan.params.kind(),
+            status,
+            parent_run_id: parent_in_tree.or(plan.existing_parent),
+            params: plan.params.to_stored(),
+            queue: &plan.queue,
+            priority: plan.priority,
+        },
+    )
+    .await?;
+    let mut children = Vec::with_capacity(plan.children.len());
+    for child in plan.children {
+        children.push(Box::pin(record(tx, experiment_id, child, Some(run.id))).await?);
+    }
+    Ok(CreatedRun { run, children })
 }

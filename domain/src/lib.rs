@@ -16,5 +16,8 @@ pub use dataset::{DatasetName, SampleRange};
 pub use error::ValidationError;
 pub use ids::{ExperimentId, RunId};
 pub use job::RunJob;
-pub use params::{Device, EvaluateParams, EvaluateRequest, Optimizer, TrainParams, TrainRequest};
+pub use params::{
+    DataDefaults, Device, EnsembleParams, EvaluateParams, Layer, Optimizer, PredictInput, PredictParams, PruneMethod,
+    PruneParams, QuantizeParams, RunParams, RunRequest, TrainParams, TrainRequest,
+};
 pub use status::{RunKind, RunStatus};

@@ -5,6 +5,8 @@ use std::{fmt, str::FromStr};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// A pipeline child whose parent has not succeeded yet.
+    Waiting,
     Queued,
     Running,
     Succeeded,
@@ -13,10 +15,12 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 5] = [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
+    pub const ALL: [RunStatus; 6] =
+        [Self::Waiting, Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Waiting => "waiting",
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Succeeded => "succeeded",
@@ -52,20 +56,66 @@ fn status_names() -> String {
     RunStatus::ALL.map(RunStatus::as_str).join(", ")
 }
 
-/// What a run does. Pruning and quantization become kinds of their own next.
+/// What a run does. Every kind but `train` starts from the checkpoint of a parent run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunKind {
     Train,
-    /// Measures the checkpoint of its parent run on a dataset range.
+    /// Measures the parent's model on a dataset range.
     Evaluate,
+    /// Removes weights from the parent's model, then fine-tunes what is left.
+    Prune,
+    /// Stores the parent's weights as int8 with one scale per output channel.
+    Quantize,
+    /// Measures the average of the softmax outputs of several models.
+    Ensemble,
+    /// Writes the parent model's predictions as CSV.
+    Predict,
 }
 
 impl RunKind {
+    pub const ALL: [RunKind; 6] =
+        [Self::Train, Self::Evaluate, Self::Prune, Self::Quantize, Self::Ensemble, Self::Predict];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Train => "train",
             Self::Evaluate => "evaluate",
+            Self::Prune => "prune",
+            Self::Quantize => "quantize",
+            Self::Ensemble => "ensemble",
+            Self::Predict => "predict",
+        }
+    }
+
+    /// Whether a run of this kind ends with a model that other runs can start from.
+    pub fn makes_model(self) -> bool {
+        matches!(self, Self::Train | Self::Prune | Self::Quantize)
+    }
+
+    /// Why a run of this kind cannot start from a run of kind `parent` (or from no parent).
+    pub fn parent_rule(self, parent: Option<RunKind>) -> Result<(), String> {
+        match (self, parent) {
+            (Self::Train, None) => Ok(()),
+            (Self::Train, Some(_)) => Err("a train run has no parent".to_owned()),
+            (_, None) => Err(format!("required: the run whose model to {}", self.verb())),
+            // Fine-tuning an int8 model would undo its quantization.
+            (Self::Prune, Some(Self::Quantize)) => Err("a quantized model cannot be pruned; prune first".to_owned()),
+            (Self::Quantize, Some(Self::Quantize)) => Err("this model is quantized already".to_owned()),
+            (_, Some(parent)) if parent.makes_model() => Ok(()),
+            (_, Some(parent)) => {
+                Err(format!("a {parent} run has no model to {}; choose a train, prune or quantize run", self.verb()))
+            }
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Self::Train => "train",
+            Self::Evaluate | Self::Ensemble => "evaluate",
+            Self::Prune => "prune",
+            Self::Quantize => "quantize",
+            Self::Predict => "predict with",
         }
     }
 }
@@ -80,11 +130,10 @@ impl FromStr for RunKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "train" => Ok(Self::Train),
-            "evaluate" => Ok(Self::Evaluate),
-            other => Err(format!("unknown kind `{other}`; expected train or evaluate")),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| format!("unknown kind `{s}`; expected one of {}", Self::ALL.map(RunKind::as_str).join(", ")))
     }
 }
 
@@ -98,5 +147,20 @@ mod tests {
             assert_eq!(status.as_str().parse::<RunStatus>(), Ok(status));
         }
         assert!("paused".parse::<RunStatus>().is_err());
+        for kind in RunKind::ALL {
+            assert_eq!(kind.as_str().parse::<RunKind>(), Ok(kind));
+        }
+    }
+
+    #[test]
+    fn only_runs_that_make_a_model_can_be_parents() {
+        assert!(RunKind::Train.parent_rule(None).is_ok());
+        assert!(RunKind::Train.parent_rule(Some(RunKind::Train)).is_err());
+        assert!(RunKind::Prune.parent_rule(Some(RunKind::Prune)).is_ok());
+        assert!(RunKind::Evaluate.parent_rule(Some(RunKind::Quantize)).is_ok());
+        assert!(RunKind::Evaluate.parent_rule(None).is_err());
+        assert!(RunKind::Prune.parent_rule(Some(RunKind::Quantize)).is_err());
+        assert!(RunKind::Quantize.parent_rule(Some(RunKind::Quantize)).is_err());
+        assert!(RunKind::Predict.parent_rule(Some(RunKind::Evaluate)).is_err());
     }
 }

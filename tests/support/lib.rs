@@ -185,6 +185,7 @@ impl TestEnv {
             redis_url: Secret::new(redis_url()),
             data_dir: data_dir.clone(),
             max_body_bytes: 1 << 20,
+            max_upload_bytes: 16 << 20,
             http_workers: 2,
             artifact_dir: artifact_dir.clone(),
             rate_limit_per_minute,

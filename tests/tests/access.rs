@@ -46,6 +46,7 @@ fn call(route: &str, f: &Fixture) -> Option<(String, Value)> {
             format!("/api/v1/experiments/{e}/runs"),
             json!({"kind": "train", "params": {"dataset": "synthetic-digits"}}),
         ),
+        "/api/v1/experiments/{id}/uploads" => (format!("/api/v1/experiments/{e}/uploads"), json!({})),
         "/api/v1/runs" => ("/api/v1/runs".to_owned(), json!(null)),
         "/api/v1/runs/{id}" => (format!("/api/v1/runs/{r}"), json!(null)),
         "/api/v1/runs/{id}/cancel" => (format!("/api/v1/runs/{r}/cancel"), json!({})),
@@ -136,8 +137,9 @@ async fn every_route_is_guarded_against_strangers_outsiders_and_weak_roles() {
     }
 }
 
-async fn counts(env: &TestEnv) -> [i64; 5] {
+async fn counts(env: &TestEnv) -> [i64; 6] {
     [
+        env.count("uploads").await,
         env.count("experiments").await,
         env.count("runs").await,
         env.count("metrics").await,

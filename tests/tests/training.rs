@@ -56,9 +56,9 @@ async fn a_run_submitted_over_rest_trains_and_records_metrics_and_a_reloadable_c
     assert_eq!(artifact["bytes"].as_u64().unwrap(), bytes);
     assert_eq!(artifact["sha256"].as_str().unwrap(), sha256);
 
-    let (_vs, model) = checkpoint::load(&path, tch::Device::Cpu).unwrap();
+    let model = checkpoint::load(&path, tch::Device::Cpu).unwrap();
     let samples = cairn_datasets_for_test::load(&env, SampleRange::new(9000, 9500));
-    let reloaded = evaluate(&model, &TensorData::new(&samples, tch::Device::Cpu));
+    let reloaded = evaluate(&model.cnn, &TensorData::new(&samples, tch::Device::Cpu));
     assert!(
         (reloaded.accuracy - logged_accuracy).abs() < 1e-9,
         "reloaded {} vs logged {logged_accuracy}",

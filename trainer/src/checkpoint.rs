@@ -1,13 +1,13 @@
 //! Model checkpoints: safetensors files under the artifact directory, with their size and
-//! sha256 recorded beside the run.
-use crate::model::Cnn;
+//! sha256 recorded beside the run. `encoding` says how the parameters inside are stored.
+use crate::{encoding, model::Model};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use std::{
     io::Read,
     path::{Path, PathBuf},
 };
-use tch::{Device, Tensor, nn};
+use tch::{Device, Tensor};
 
 pub const FINAL_CHECKPOINT: &str = "model.safetensors";
 
@@ -25,12 +25,12 @@ pub fn run_folder(run_id: i64) -> PathBuf {
     PathBuf::from("runs").join(run_id.to_string())
 }
 
-/// Saves `model` as `file_name` in the run's folder. It is written to a temporary name and
-/// renamed, so a reader never sees half a checkpoint.
-pub fn save(model: &nn::VarStore, artifact_dir: &Path, run_id: i64, file_name: &str) -> anyhow::Result<SavedFile> {
-    write_atomically(artifact_dir, run_id, file_name, |partial| model.save(partial).map_err(anyhow::Error::from))
+/// Saves `model`'s parameters, dense, as `file_name` in the run's folder.
+pub fn save(model: &Model, artifact_dir: &Path, run_id: i64, file_name: &str) -> anyhow::Result<SavedFile> {
+    save_tensors(&model.parameters(), artifact_dir, run_id, file_name)
 }
 
+/// Writes a file under a temporary name and renames it, so a reader never sees half of it.
 fn write_atomically(
     artifact_dir: &Path,
     run_id: i64,
@@ -48,15 +48,18 @@ fn write_atomically(
     Ok(SavedFile { path: relative.to_string_lossy().into_owned(), bytes, sha256 })
 }
 
-/// Saves named tensors (a resume checkpoint) as `file_name` in the run's folder, the same way.
+/// Saves named tensors (a model in some encoding, a resume checkpoint) as `file_name` in the
+/// run's folder.
 pub fn save_tensors(
     tensors: &[(String, Tensor)],
     artifact_dir: &Path,
     run_id: i64,
     file_name: &str,
 ) -> anyhow::Result<SavedFile> {
+    let on_cpu: Vec<(&str, Tensor)> =
+        tensors.iter().map(|(name, t)| (name.as_str(), t.to_device(Device::Cpu))).collect();
     write_atomically(artifact_dir, run_id, file_name, |partial| {
-        Tensor::write_safetensors(tensors, partial).map_err(anyhow::Error::from)
+        Tensor::write_safetensors(&on_cpu, partial).map_err(anyhow::Error::from)
     })
 }
 
@@ -65,12 +68,13 @@ pub fn save_bytes(bytes: &[u8], artifact_dir: &Path, run_id: i64, file_name: &st
     write_atomically(artifact_dir, run_id, file_name, |partial| Ok(std::fs::write(partial, bytes)?))
 }
 
-/// Loads a checkpoint written by `save` into a fresh model on `device`.
-pub fn load(path: &Path, device: Device) -> anyhow::Result<(nn::VarStore, Cnn)> {
-    let mut vs = nn::VarStore::new(device);
-    let model = Cnn::new(&vs.root());
-    vs.load(path).with_context(|| format!("loading checkpoint {}", path.display()))?;
-    Ok((vs, model))
+/// Loads a model checkpoint in any encoding onto `device`.
+pub fn load(path: &Path, device: Device) -> anyhow::Result<Model> {
+    let load = || {
+        let stored = Tensor::read_safetensors(path)?;
+        Model::from_parameters(&encoding::decode(&stored)?, device)
+    };
+    load().with_context(|| format!("loading checkpoint {}", path.display()))
 }
 
 /// Size and hex sha256 of a file.
@@ -93,30 +97,64 @@ pub fn digest(path: &Path) -> anyhow::Result<(u64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::evaluate;
-    use crate::training::{
-        Outcome,
-        tests::{Recorded, small_params, tensors},
-        train,
+    use crate::{
+        model::evaluate,
+        pruning,
+        training::tests::{Recorded, finished, fit, small_params, tensors},
     };
+    use cairn_domain::Layer;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("cairn-{name}-{}", std::process::id()))
+    }
 
     #[test]
     fn a_saved_checkpoint_reloads_to_the_same_accuracy() {
         let params = small_params(1);
-        let (train_data, val_data) = tensors(&params);
-        let Outcome::Finished { model, last } =
-            train(&params, &train_data, &val_data, Device::Cpu, None, &mut Recorded::default()).expect("trains")
-        else {
-            panic!("training stopped early")
-        };
-        let dir = std::env::temp_dir().join(format!("cairn-checkpoint-{}", std::process::id()));
+        let data = tensors(&params);
+        let (model, last) = finished(fit(&params, &data, None, &mut Recorded::default()));
+        let dir = temp_dir("checkpoint");
         let saved = save(&model, &dir, 7, FINAL_CHECKPOINT).expect("saves");
         assert_eq!(saved.path, "runs/7/model.safetensors");
         assert_eq!(digest(&dir.join(&saved.path)).expect("digest"), (saved.bytes, saved.sha256.clone()));
         assert!(saved.bytes > 100_000, "a CNN of ~100k floats, got {} bytes", saved.bytes);
 
-        let (_vs, reloaded) = load(&dir.join(&saved.path), Device::Cpu).expect("loads");
-        assert_eq!(evaluate(&reloaded, &val_data).accuracy, last.val_accuracy);
+        let reloaded = load(&dir.join(&saved.path), Device::Cpu).expect("loads");
+        assert_eq!(evaluate(&reloaded.cnn, &data.1).accuracy, last.val_accuracy);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn an_int8_checkpoint_is_under_30_percent_of_float32_and_within_a_point_of_its_accuracy() {
+        let params = small_params(1);
+        let data = tensors(&params);
+        let (model, _) = finished(fit(&params, &data, None, &mut Recorded::default()));
+        let dir = temp_dir("int8");
+        let float32 = save(&model, &dir, 1, "float32.safetensors").expect("saves");
+        let int8 = save_tensors(&encoding::int8(&model.parameters()), &dir, 1, "int8.safetensors").expect("saves");
+        assert!(int8.bytes * 10 <= float32.bytes * 3, "int8 {} bytes vs float32 {}", int8.bytes, float32.bytes);
+        let quantized = load(&dir.join(&int8.path), Device::Cpu).expect("loads");
+        let (before, after) = (evaluate(&model.cnn, &data.1).accuracy, evaluate(&quantized.cnn, &data.1).accuracy);
+        assert!((before - after).abs() <= 0.01, "accuracy {before} became {after}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_sparse_checkpoint_of_a_pruned_model_is_smaller_and_reloads_exactly() {
+        let params = small_params(1);
+        let data = tensors(&params);
+        let (model, _) = finished(fit(&params, &data, None, &mut Recorded::default()));
+        pruning::magnitude(&model, &Layer::ALL, 0.9, true).expect("prunes");
+        let dir = temp_dir("sparse");
+        let dense = save(&model, &dir, 1, "dense.safetensors").expect("saves");
+        let sparse =
+            save_tensors(&encoding::sparse(&model.parameters()), &dir, 1, "sparse.safetensors").expect("saves");
+        // 10% of the weights as float32 plus one bit per weight: about 14% of dense.
+        assert!(sparse.bytes * 5 < dense.bytes, "sparse {} bytes vs dense {}", sparse.bytes, dense.bytes);
+        let reloaded = load(&dir.join(&sparse.path), Device::Cpu).expect("loads");
+        for ((name, original), (_, loaded)) in model.parameters().iter().zip(reloaded.parameters()) {
+            assert!(original.equal(&loaded), "{name}");
+        }
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -1,7 +1,27 @@
-//! Measuring a trained model: classification quality, speed, size and robustness to noise.
-use crate::model::TensorData;
+//! Measuring a trained model, or the average of several: classification quality, speed,
+//! size and robustness to noise.
+use crate::model::{Cnn, TensorData};
 use std::time::Instant;
-use tch::{Kind, Tensor, nn, nn::ModuleT};
+use tch::{Kind, Tensor, nn::ModuleT};
+
+/// One model, or several whose softmax outputs are averaged. Its output is the model's
+/// logits, or the log of the averaged probabilities (which softmax maps back to them), so
+/// everything below measures one model and an ensemble alike.
+#[derive(Debug)]
+pub struct Ensemble(pub Vec<Cnn>);
+
+impl ModuleT for Ensemble {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        match self.0.as_slice() {
+            [model] => model.forward_t(xs, train),
+            models => {
+                let probabilities: Vec<Tensor> =
+                    models.iter().map(|model| model.forward_t(xs, train).softmax(-1, Kind::Float)).collect();
+                Tensor::stack(&probabilities, 0).mean_dim([0].as_slice(), false, Kind::Float).log()
+            }
+        }
+    }
+}
 
 /// Quality of predictions against labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,11 +106,6 @@ pub fn noisy_accuracy(model: &impl ModuleT, data: &TensorData, std: f64, seed: u
     quality(&logits(model, &noisy), &data.labels).accuracy
 }
 
-/// Parameters that are not zero (pruned weights are).
-pub fn nonzero_parameters(vs: &nn::VarStore) -> i64 {
-    vs.variables().values().map(|t| t.count_nonzero(None::<i64>).int64_value(&[])).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,26 +141,37 @@ mod tests {
     }
 
     #[test]
+    fn an_ensemble_averages_the_probabilities_of_its_models() {
+        let model = |seed| crate::model::Model::initial(seed, tch::Device::Cpu).cnn;
+        let images = Tensor::rand([3, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
+        let _no_grad = tch::no_grad_guard();
+        let (a, b) = (model(1).forward_t(&images, false), model(2).forward_t(&images, false));
+        let expected = (a.softmax(-1, Kind::Float) + b.softmax(-1, Kind::Float)) / 2.0;
+        let averaged = Ensemble(vec![model(1), model(2)]).forward_t(&images, false).softmax(-1, Kind::Float);
+        assert!(averaged.allclose(&expected, 1e-6, 1e-7, false));
+        let single = Ensemble(vec![model(1)]).forward_t(&images, false);
+        assert!(single.equal(&a), "one model is measured by its own logits");
+    }
+
+    #[test]
     fn noise_lowers_accuracy_reproducibly() {
         let params = crate::training::tests::small_params(1);
-        let (train_data, val_data) = crate::training::tests::tensors(&params);
+        let data = crate::training::tests::tensors(&params);
         let mut recorded = crate::training::tests::Recorded::default();
-        let crate::training::Outcome::Finished { model: vs, .. } =
-            crate::training::train(&params, &train_data, &val_data, tch::Device::Cpu, None, &mut recorded)
-                .expect("trains")
-        else {
-            panic!("stopped early")
-        };
-        let path = std::env::temp_dir().join(format!("cairn-eval-{}.safetensors", std::process::id()));
-        vs.save(&path).expect("saves");
-        let (loaded_vs, model) = crate::checkpoint::load(&path, tch::Device::Cpu).expect("loads");
-        let clean = quality(&logits(&model, &val_data.images), &val_data.labels).accuracy;
-        let noisy = noisy_accuracy(&model, &val_data, 0.3, 1);
-        assert_eq!(noisy, noisy_accuracy(&model, &val_data, 0.3, 1));
+        let (trained, _) =
+            crate::training::tests::finished(crate::training::tests::fit(&params, &data, None, &mut recorded));
+        let val_data = &data.1;
+        let dir = std::env::temp_dir().join(format!("cairn-eval-{}", std::process::id()));
+        let saved = crate::checkpoint::save(&trained, &dir, 1, "model.safetensors").expect("saves");
+        let loaded = crate::checkpoint::load(&dir.join(saved.path), tch::Device::Cpu).expect("loads");
+        let model = &loaded.cnn;
+        let clean = quality(&logits(model, &val_data.images), &val_data.labels).accuracy;
+        let noisy = noisy_accuracy(model, val_data, 0.3, 1);
+        assert_eq!(noisy, noisy_accuracy(model, val_data, 0.3, 1));
         assert!(noisy < clean, "noise 0.3: {noisy} vs clean {clean}");
-        assert_eq!(nonzero_parameters(&loaded_vs), 32 * 9 + 32 + 64 * 32 * 9 + 64 + 1600 * 64 + 64 + 64 * 10 + 10);
-        let latency = latency(&model, &val_data, 64, 10);
+        assert_eq!(loaded.nonzero_parameters(), 32 * 9 + 32 + 64 * 32 * 9 + 64 + 1600 * 64 + 64 + 64 * 10 + 10);
+        let latency = latency(model, val_data, 64, 10);
         assert!(latency.median_ms > 0.0 && latency.p95_ms >= latency.median_ms);
-        std::fs::remove_file(path).expect("cleanup");
+        std::fs::remove_dir_all(dir).expect("cleanup");
     }
 }

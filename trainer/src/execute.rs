@@ -1,14 +1,15 @@
-//! Executing one claimed run: load its data, train on a blocking thread, stream metrics to
-//! Postgres, save the checkpoint, and record how it ended.
+//! Executing one claimed run: resolve its inputs, run its job on a blocking thread while its
+//! lease is renewed, stream metrics to Postgres, record its files, and say how it ended.
 use crate::{
-    checkpoint, device, evaluation,
-    model::TensorData,
+    checkpoint,
+    jobs::{self, Inputs, Job},
     store::{ClaimedRun, Lease, LeaseState, MetricPoint, Store},
-    training::{self, Checkpoint, Outcome, Progress, Resume, Stop},
+    training::{Checkpoint, Progress, Stop},
 };
 use cairn_datasets::DataDir;
-use cairn_domain::{EvaluateParams, RunId, RunStatus, TrainParams};
+use cairn_domain::{PredictInput, PredictParams, RunId, RunKind, RunParams, RunStatus};
 use std::{
+    borrow::Cow,
     path::PathBuf,
     sync::{
         Arc,
@@ -84,46 +85,36 @@ impl Executor {
             self.heartbeat_interval,
             self.lease_duration,
         )));
-        let end = match run.kind.as_str() {
-            "train" => self.train(run.lease, run.params, flags).await,
-            "evaluate" => self.evaluate(run.lease, run.params, run.parent_run_id).await,
-            other => RunEnd::Failed(format!("this worker cannot run jobs of kind `{other}`")),
-        };
+        let end = self.run_job(run, flags).await;
         drop(watcher);
         end
     }
 
-    async fn train(&self, lease: Lease, params: serde_json::Value, flags: Arc<StopFlags>) -> RunEnd {
-        let params: TrainParams = match serde_json::from_value(params) {
+    async fn run_job(&self, run: ClaimedRun, flags: Arc<StopFlags>) -> RunEnd {
+        let lease = run.lease;
+        let params = match run.kind.parse::<RunKind>() {
+            Ok(kind) => RunParams::from_stored(kind, run.params),
+            Err(message) => return RunEnd::Failed(format!("this worker cannot run it: {message}")),
+        };
+        let params = match params {
             Ok(params) => params,
             Err(err) => return RunEnd::Failed(format!("stored params are invalid: {err}")),
         };
-        let device = match device::for_run(params.device, self.device) {
-            Ok(device) => device,
+        let inputs = match self.inputs(lease.run_id, &params, run.parent_run_id).await {
+            Ok(inputs) => inputs,
             Err(message) => return RunEnd::Failed(message),
         };
-        let data_dir = self.data_dir.clone();
-        let loading = params.clone();
-        let loaded = tokio::task::spawn_blocking(move || -> Result<_, cairn_datasets::DatasetError> {
-            let train = data_dir.load(&loading.dataset, loading.train_range)?;
-            let validation = data_dir.load(&loading.dataset, loading.validation_range)?;
-            Ok((train, validation))
-        })
-        .await;
-        let (train_samples, val_samples) = match loaded {
-            Ok(Ok(samples)) => samples,
-            Ok(Err(err)) => return RunEnd::Failed(err.to_string()),
-            Err(err) => return RunEnd::Failed(format!("loading data panicked: {err}")),
-        };
-
-        let resume_path = match self.store.resume_checkpoint(lease.run_id).await {
-            Ok(path) => path.map(|path| self.artifact_dir.join(path)),
-            Err(err) => return RunEnd::Failed(format!("looking up the resume checkpoint failed: {err}")),
+        let job = Job {
+            run_id: lease.run_id.0,
+            params,
+            inputs,
+            data_dir: self.data_dir.clone(),
+            artifact_dir: self.artifact_dir.clone(),
+            worker_device: self.device,
         };
 
         let (to_writer, receiver) = mpsc::channel(METRIC_BUFFER);
         let writer = tokio::spawn(write_metrics(self.store.clone(), lease, receiver));
-
         let mut progress = RunProgress {
             to_writer,
             flags: flags.clone(),
@@ -133,124 +124,64 @@ impl Executor {
             artifact_dir: self.artifact_dir.clone(),
             runtime: tokio::runtime::Handle::current(),
         };
-        let artifact_dir = self.artifact_dir.clone();
         let run_span = tracing::Span::current();
-        let trained = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let done = tokio::task::spawn_blocking(move || {
             let _entered = run_span.enter();
-            let resume = match resume_path {
-                Some(path) => Some(Resume(
-                    tch::Tensor::read_safetensors(&path)
-                        .map_err(|err| anyhow::anyhow!("reading {}: {err}", path.display()))?,
-                )),
-                None => None,
-            };
-            let train_data = TensorData::new(&train_samples, device);
-            let val_data = TensorData::new(&val_samples, device);
-            match training::train(&params, &train_data, &val_data, device, resume, &mut progress)? {
-                Outcome::Finished { model, last } => {
-                    let saved = checkpoint::save(&model, &artifact_dir, lease.run_id.0, checkpoint::FINAL_CHECKPOINT)?;
-                    Ok(Some((saved, last)))
-                }
-                Outcome::Stopped => Ok(None),
-            }
+            jobs::run(&job, &mut progress)
         })
         .await;
-        // The training thread dropped its sender, so the writer ends once the buffer is empty.
+        // The job dropped its sender, so the writer ends once the buffer is empty.
         let _ = writer.await;
 
-        match trained {
-            Ok(Ok(Some((saved, last)))) => {
-                tracing::info!(val.accuracy = last.val_accuracy, checkpoint.bytes = saved.bytes, "training finished");
-                match self.store.insert_artifact(lease, "checkpoint", &saved.path, saved.bytes, &saved.sha256).await {
-                    Ok(true) => RunEnd::Succeeded,
-                    Ok(false) => RunEnd::LeaseLost,
-                    Err(err) => RunEnd::Failed(format!("recording the checkpoint failed: {err}")),
+        match done {
+            Ok(Ok(Some(written))) => {
+                for (kind, file) in written {
+                    match self.store.insert_artifact(lease, kind, &file.path, file.bytes, &file.sha256).await {
+                        Ok(true) => {}
+                        Ok(false) => return RunEnd::LeaseLost,
+                        Err(err) => return RunEnd::Failed(format!("recording the {kind} failed: {err}")),
+                    }
                 }
+                RunEnd::Succeeded
             }
             Ok(Ok(None)) if flags.lease_lost.load(Ordering::Relaxed) => RunEnd::LeaseLost,
             Ok(Ok(None)) if flags.cancel.load(Ordering::Relaxed) => RunEnd::Cancelled,
             Ok(Ok(None)) => RunEnd::HandedBack,
             Ok(Err(err)) => RunEnd::Failed(format!("{err:#}")),
-            Err(err) => RunEnd::Failed(format!("training panicked: {err}")),
+            Err(err) => RunEnd::Failed(format!("the job panicked: {err}")),
         }
     }
-}
 
-impl Executor {
-    /// Measures the parent run's final checkpoint: quality, per-class precision and recall,
-    /// the confusion matrix (an artifact), latency, size and accuracy under input noise.
-    async fn evaluate(&self, lease: Lease, params: serde_json::Value, parent: Option<RunId>) -> RunEnd {
-        let params: EvaluateParams = match serde_json::from_value(params) {
-            Ok(params) => params,
-            Err(err) => return RunEnd::Failed(format!("stored params are invalid: {err}")),
-        };
-        let device = match device::for_run(params.device, self.device) {
-            Ok(device) => device,
-            Err(message) => return RunEnd::Failed(message),
-        };
-        let Some(parent) = parent else { return RunEnd::Failed("an evaluate run needs a parent run".to_owned()) };
-        let checkpoint = match self.store.final_checkpoint(parent).await {
-            Ok(Some(path)) => self.artifact_dir.join(path),
-            Ok(None) => return RunEnd::Failed(format!("run {parent} has no final checkpoint")),
-            Err(err) => return RunEnd::Failed(format!("looking up the checkpoint of run {parent} failed: {err}")),
-        };
-        let (data_dir, artifact_dir) = (self.data_dir.clone(), self.artifact_dir.clone());
-        let run_span = tracing::Span::current();
-        let measured = tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<MetricPoint>, checkpoint::SavedFile)> {
-            let _entered = run_span.enter();
-            let samples = data_dir.load(&params.dataset, params.range)?;
-            let data = TensorData::new(&samples, device);
-            let (vs, model) = checkpoint::load(&checkpoint, device)?;
-            let started = std::time::Instant::now();
-            let logits = evaluation::logits(&model, &data.images);
-            let quality = evaluation::quality(&logits, &data.labels);
-            let samples_per_second = data.len() as f64 / started.elapsed().as_secs_f64();
-            let mut points = vec![
-                point("accuracy", quality.accuracy),
-                point("cross_entropy", quality.cross_entropy),
-                point("mse", quality.mse),
-                point("samples_per_second", samples_per_second),
-                point("model_bytes", std::fs::metadata(&checkpoint)?.len() as f64),
-                point("nonzero_parameters", evaluation::nonzero_parameters(&vs) as f64),
-            ];
-            for (batch, runs) in [(1, 100), (64, 30)] {
-                let latency = evaluation::latency(&model, &data, batch, runs);
-                points.push(point(format!("latency_ms/batch_{batch}/median"), latency.median_ms));
-                points.push(point(format!("latency_ms/batch_{batch}/p95"), latency.p95_ms));
-            }
-            for std in [0.1, 0.2, 0.3] {
-                points.push(point(format!("noise_accuracy/{std}"), evaluation::noisy_accuracy(&model, &data, std, params.seed)));
-            }
-            for (class, (precision, recall)) in quality.precision.iter().zip(&quality.recall).enumerate() {
-                points.push(point(format!("precision/{class}"), *precision));
-                points.push(point(format!("recall/{class}"), *recall));
-            }
-            tracing::info!(accuracy = quality.accuracy, cross_entropy = quality.cross_entropy, "evaluated");
-            let confusion = serde_json::to_vec(&serde_json::json!({ "rows": "true class", "columns": "predicted class", "matrix": quality.confusion }))?;
-            let saved = checkpoint::save_bytes(&confusion, &artifact_dir, lease.run_id.0, "confusion_matrix.json")?;
-            Ok((points, saved))
-        })
-        .await;
-        let (points, saved) = match measured {
-            Ok(Ok(measured)) => measured,
-            Ok(Err(err)) => return RunEnd::Failed(format!("{err:#}")),
-            Err(err) => return RunEnd::Failed(format!("evaluation panicked: {err}")),
-        };
-        let recorded = async {
-            self.store.insert_metrics(lease, &points).await?;
-            self.store.insert_artifact(lease, "confusion_matrix", &saved.path, saved.bytes, &saved.sha256).await
-        };
-        match recorded.await {
-            Ok(true) => RunEnd::Succeeded,
-            Ok(false) => RunEnd::LeaseLost,
-            Err(err) => RunEnd::Failed(format!("recording the evaluation failed: {err}")),
+    /// Resolves the files a job reads: the checkpoints of its parent (and ensemble members),
+    /// an earlier attempt's checkpoint, an uploaded file.
+    async fn inputs(&self, run_id: RunId, params: &RunParams, parent: Option<RunId>) -> Result<Inputs, String> {
+        let mut from = Vec::from_iter(parent);
+        if let RunParams::Ensemble(ensemble) = params {
+            from.extend(&ensemble.members);
         }
+        let mut inputs = Inputs::default();
+        for run in from {
+            match self.store.final_checkpoint(run).await {
+                Ok(Some(path)) => inputs.models.push(self.artifact_dir.join(path)),
+                Ok(None) => return Err(format!("run {run} has no final checkpoint")),
+                Err(err) => return Err(format!("looking up the checkpoint of run {run} failed: {err}")),
+            }
+        }
+        if matches!(params, RunParams::Train(_) | RunParams::Prune(_)) {
+            inputs.resume = match self.store.resume_checkpoint(run_id).await {
+                Ok(path) => path.map(|path| self.artifact_dir.join(path)),
+                Err(err) => return Err(format!("looking up the resume checkpoint failed: {err}")),
+            };
+        }
+        if let RunParams::Predict(PredictParams { input: PredictInput::Upload { upload_id, .. }, .. }) = params {
+            inputs.upload = match self.store.upload_path(*upload_id).await {
+                Ok(Some(path)) => Some(self.artifact_dir.join(path)),
+                Ok(None) => return Err(format!("upload {upload_id} no longer exists")),
+                Err(err) => return Err(format!("looking up upload {upload_id} failed: {err}")),
+            };
+        }
+        Ok(inputs)
     }
-}
-
-/// An evaluation metric; they are all at step 0.
-fn point(key: impl Into<std::borrow::Cow<'static, str>>, value: f64) -> MetricPoint {
-    MetricPoint { key: key.into(), step: 0, value }
 }
 
 impl RunEnd {
@@ -278,7 +209,7 @@ struct RunProgress {
 }
 
 impl Progress for RunProgress {
-    fn metric(&mut self, key: &'static str, step: u64, value: f64) {
+    fn metric(&mut self, key: impl Into<Cow<'static, str>>, step: u64, value: f64) {
         // Blocks while the buffer is full. An error means the writer is gone, which only
         // happens when the attempt is being torn down.
         let _ = self.to_writer.blocking_send(ToWriter::Point(MetricPoint { key: key.into(), step, value }));

@@ -2,10 +2,13 @@
 
 pub mod checkpoint;
 pub mod device;
+pub mod encoding;
 pub mod evaluation;
 pub mod execute;
+pub mod jobs;
 pub mod model;
 pub mod optim;
+pub mod pruning;
 pub mod settings;
 pub mod store;
 pub mod training;

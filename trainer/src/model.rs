@@ -1,7 +1,30 @@
 //! The classic MNIST CNN: conv32 3x3, relu, maxpool 2, conv64 3x3, relu, maxpool 2,
-//! dense 64, relu, dense 10.
+//! dense 64, relu, dense 10. Structured pruning makes narrower copies of it.
 use cairn_datasets::{IMAGE_SIDE, Samples};
 use tch::{Device, Kind, Tensor, nn, nn::ModuleT};
+
+/// Positions per channel after the second pooling: 5x5.
+pub const CONV2_POSITIONS: i64 = 5 * 5;
+pub const CLASSES: i64 = 10;
+
+/// How many filters or units each hidden layer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Widths {
+    pub conv1: i64,
+    pub conv2: i64,
+    pub fc1: i64,
+}
+
+impl Widths {
+    /// The classic model.
+    pub const FULL: Self = Self { conv1: 32, conv2: 64, fc1: 64 };
+
+    /// Every parameter of a model of these widths, weights and biases.
+    pub fn parameters(&self) -> i64 {
+        let Self { conv1, conv2, fc1 } = *self;
+        conv1 * 9 + conv1 + conv2 * conv1 * 9 + conv2 + fc1 * conv2 * CONV2_POSITIONS + fc1 + CLASSES * fc1 + CLASSES
+    }
+}
 
 #[derive(Debug)]
 pub struct Cnn {
@@ -14,12 +37,12 @@ pub struct Cnn {
 impl Cnn {
     /// Creates the layers under `path`; their variable names (`conv1.weight`, ...) are the
     /// names in a checkpoint.
-    pub fn new(path: &nn::Path) -> Self {
+    pub fn new(path: &nn::Path, widths: Widths) -> Self {
         Self {
-            conv1: nn::conv2d(path / "conv1", 1, 32, 3, Default::default()),
-            conv2: nn::conv2d(path / "conv2", 32, 64, 3, Default::default()),
-            fc1: nn::linear(path / "fc1", 64 * 5 * 5, 64, Default::default()),
-            fc2: nn::linear(path / "fc2", 64, 10, Default::default()),
+            conv1: nn::conv2d(path / "conv1", 1, widths.conv1, 3, Default::default()),
+            conv2: nn::conv2d(path / "conv2", widths.conv1, widths.conv2, 3, Default::default()),
+            fc1: nn::linear(path / "fc1", widths.conv2 * CONV2_POSITIONS, widths.fc1, Default::default()),
+            fc2: nn::linear(path / "fc2", widths.fc1, CLASSES, Default::default()),
         }
     }
 }
@@ -39,6 +62,65 @@ impl ModuleT for Cnn {
     }
 }
 
+/// A model in memory: its variables (named as in a checkpoint), its layers and their widths.
+pub struct Model {
+    pub vs: nn::VarStore,
+    pub cnn: Cnn,
+    pub widths: Widths,
+}
+
+impl Model {
+    /// The full-width model with fresh weights drawn from `seed`.
+    pub fn initial(seed: u64, device: Device) -> Self {
+        tch::manual_seed(seed as i64);
+        let vs = nn::VarStore::new(device);
+        let cnn = Cnn::new(&vs.root(), Widths::FULL);
+        Self { vs, cnn, widths: Widths::FULL }
+    }
+
+    /// A model holding `parameters` (dense, by name); the widths are read from their shapes.
+    pub fn from_parameters(parameters: &[(String, Tensor)], device: Device) -> anyhow::Result<Self> {
+        let shape = |name: &str| {
+            parameters
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.size())
+                .ok_or_else(|| anyhow::anyhow!("the model has no `{name}`"))
+        };
+        let widths =
+            Widths { conv1: shape("conv1.weight")?[0], conv2: shape("conv2.weight")?[0], fc1: shape("fc1.weight")?[0] };
+        let vs = nn::VarStore::new(device);
+        let cnn = Cnn::new(&vs.root(), widths);
+        let _no_grad = tch::no_grad_guard();
+        for (name, mut variable) in vs.variables() {
+            let (_, value) = parameters
+                .iter()
+                .find(|(n, _)| *n == name)
+                .ok_or_else(|| anyhow::anyhow!("the model has no `{name}`"))?;
+            anyhow::ensure!(
+                variable.size() == value.size(),
+                "`{name}` has shape {:?}, expected {:?} for widths {widths:?}",
+                value.size(),
+                variable.size()
+            );
+            variable.copy_(value);
+        }
+        Ok(Self { vs, cnn, widths })
+    }
+
+    /// Every parameter by name, sorted, sharing memory with the model.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        let mut parameters: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        parameters.sort_by(|a, b| a.0.cmp(&b.0));
+        parameters
+    }
+
+    /// Parameters that are not zero (pruned weights are).
+    pub fn nonzero_parameters(&self) -> i64 {
+        self.vs.variables().values().map(|t| t.count_nonzero(None::<i64>).int64_value(&[])).sum()
+    }
+}
+
 /// Samples as tensors on `device`: images `[n, 1, 28, 28]` scaled to [0, 1], labels `[n]`.
 pub struct TensorData {
     pub images: Tensor,
@@ -47,12 +129,8 @@ pub struct TensorData {
 
 impl TensorData {
     pub fn new(samples: &Samples, device: Device) -> Self {
-        let side = IMAGE_SIDE as i64;
-        let images =
-            Tensor::from_slice(&samples.images).view([samples.len() as i64, 1, side, side]).to_kind(Kind::Float)
-                / 255.0;
         let labels = Tensor::from_slice(&samples.labels).to_kind(Kind::Int64);
-        Self { images: images.to_device(device), labels: labels.to_device(device) }
+        Self { images: images(&samples.images, device), labels: labels.to_device(device) }
     }
 
     pub fn len(&self) -> i64 {
@@ -62,6 +140,13 @@ impl TensorData {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// 28x28 grey images, one after the other, as a `[n, 1, 28, 28]` tensor scaled to [0, 1].
+pub fn images(bytes: &[u8], device: Device) -> Tensor {
+    let side = IMAGE_SIDE as i64;
+    let images = Tensor::from_slice(bytes).view([-1, 1, side, side]).to_kind(Kind::Float) / 255.0;
+    images.to_device(device)
 }
 
 /// Mean cross-entropy and accuracy of `model` over `data`.

@@ -138,6 +138,11 @@ impl Store {
         .await
     }
 
+    /// Where an uploaded file is kept, relative to the artifact directory.
+    pub async fn upload_path(&self, upload_id: i64) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar("SELECT path FROM uploads WHERE id = $1").bind(upload_id).fetch_optional(&self.pool).await
+    }
+
     /// The checkpoint the last attempt that held the lease saved, if any.
     pub async fn resume_checkpoint(&self, run_id: RunId) -> sqlx::Result<Option<String>> {
         sqlx::query_scalar(

@@ -6,12 +6,14 @@
 //! epoch alone, and a checkpoint holds the weights, the optimizer's state, the position in
 //! the epoch and the loss sums in progress.
 use crate::{
-    model::{Cnn, TensorData, evaluate},
+    model::{Model, TensorData, evaluate},
     optim::Optimizer,
+    pruning::Masks,
 };
 use cairn_domain::TrainParams;
 use rand::{SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha8Rng;
+use std::borrow::Cow;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor, nn, nn::ModuleT};
 
@@ -37,7 +39,7 @@ pub enum Stop {
 
 /// Where training reports to.
 pub trait Progress {
-    fn metric(&mut self, key: &'static str, step: u64, value: f64);
+    fn metric(&mut self, key: impl Into<Cow<'static, str>>, step: u64, value: f64);
     /// Asked between steps.
     fn stop(&self) -> Option<Stop>;
     /// Persists a checkpoint to resume from; called at the end of every epoch, and before
@@ -116,8 +118,21 @@ impl Resume {
 }
 
 pub enum Outcome {
-    Finished { model: nn::VarStore, last: EpochSummary },
+    Finished { model: Box<Model>, last: EpochSummary },
     Stopped,
+}
+
+/// What training starts from: fresh weights, or a pruned model whose masks keep its pruned
+/// weights at exactly zero throughout.
+pub struct Start {
+    pub model: Model,
+    pub masks: Option<Masks>,
+}
+
+impl Start {
+    pub fn fresh(seed: u64, device: Device) -> Self {
+        Self { model: Model::initial(seed, device), masks: None }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,21 +154,21 @@ pub fn epoch_order(seed: u64, epoch: u32, n: i64, device: Device) -> Tensor {
     Tensor::from_slice(&order).to_device(device)
 }
 
+/// Trains `start.model` for `params.epochs` epochs (zero leaves it as it is).
 pub fn train(
     params: &TrainParams,
+    start: Start,
     train_data: &TensorData,
     val_data: &TensorData,
-    device: Device,
     resume: Option<Resume>,
     progress: &mut impl Progress,
 ) -> anyhow::Result<Outcome> {
-    tch::manual_seed(params.seed as i64);
-    let vs = nn::VarStore::new(device);
-    let model = Cnn::new(&vs.root());
-    let mut optimizer = Optimizer::new(params.optimizer, &vs, params.learning_rate);
+    let Start { model: trained, masks } = start;
+    let (vs, model, device) = (&trained.vs, &trained.cnn, trained.vs.device());
+    let mut optimizer = Optimizer::new(params.optimizer, vs, params.learning_rate);
     let mut position = Position { epoch: 1, ..Position::default() };
     if let Some(resume) = &resume {
-        restore_model(&vs, resume)?;
+        restore_model(vs, resume)?;
         optimizer.load_state(|name| resume.find(name).map(|t| t.to_device(device)))?;
         position = resume.position()?;
         tracing::info!(epoch = position.epoch, step = position.step, "resuming from checkpoint");
@@ -176,7 +191,7 @@ pub fn train(
                 Some(Stop::AfterCheckpoint) => {
                     position.epoch_loss_sum = epoch_loss.double_value(&[]);
                     position.window_loss_sum = window_loss.double_value(&[]);
-                    progress.checkpoint(&Checkpoint { model: &vs, optimizer: &optimizer, position })?;
+                    progress.checkpoint(&Checkpoint { model: vs, optimizer: &optimizer, position })?;
                     return Ok(Outcome::Stopped);
                 }
                 None => {}
@@ -188,6 +203,9 @@ pub fn train(
             let labels = train_data.labels.index_select(0, &index);
             let loss = model.forward_t(&images, true).cross_entropy_for_logits(&labels);
             optimizer.backward_step(&loss);
+            if let Some(masks) = &masks {
+                masks.apply(vs);
+            }
             let loss = loss.detach();
             epoch_loss += &loss * (size as f64);
             window_loss += &loss;
@@ -204,7 +222,7 @@ pub fn train(
         }
         let train_loss = epoch_loss.double_value(&[]) / n as f64;
         let seconds = started.elapsed().as_secs_f64();
-        let eval = evaluate(&model, val_data);
+        let eval = evaluate(model, val_data);
         let epoch_step = u64::from(epoch);
         progress.metric(keys::EPOCH_TRAIN_LOSS, epoch_step, train_loss);
         progress.metric(keys::VAL_LOSS, epoch_step, eval.loss);
@@ -232,11 +250,24 @@ pub fn train(
             window_steps: position.window_steps,
         };
         if position.epoch <= params.epochs {
-            progress.checkpoint(&Checkpoint { model: &vs, optimizer: &optimizer, position })?;
+            progress.checkpoint(&Checkpoint { model: vs, optimizer: &optimizer, position })?;
         }
     }
-    let last = last.ok_or_else(|| anyhow::anyhow!("a run has at least one epoch after its last checkpoint"))?;
-    Ok(Outcome::Finished { model: vs, last })
+    let last = match last {
+        Some(last) => last,
+        // No epoch left to train (fine-tuning of zero epochs): measure the model as it is.
+        None => {
+            let eval = evaluate(model, val_data);
+            EpochSummary {
+                epoch: 0,
+                train_loss: f64::NAN,
+                val_loss: eval.loss,
+                val_accuracy: eval.accuracy,
+                seconds: 0.0,
+            }
+        }
+    };
+    Ok(Outcome::Finished { model: Box::new(trained), last })
 }
 
 /// Copies the checkpoint's weights into the model's variables.
@@ -260,15 +291,15 @@ pub(crate) mod tests {
     /// last checkpoint in memory.
     #[derive(Default)]
     pub(crate) struct Recorded {
-        pub points: Vec<(&'static str, u64, f64)>,
+        pub points: Vec<(Cow<'static, str>, u64, f64)>,
         pub stop_after_points: Option<(usize, Stop)>,
         pub last_checkpoint: Option<Vec<(String, Tensor)>>,
         pub checkpoints: usize,
     }
 
     impl Progress for Recorded {
-        fn metric(&mut self, key: &'static str, step: u64, value: f64) {
-            self.points.push((key, step, value));
+        fn metric(&mut self, key: impl Into<Cow<'static, str>>, step: u64, value: f64) {
+            self.points.push((key.into(), step, value));
         }
 
         fn stop(&self) -> Option<Stop> {
@@ -285,14 +316,18 @@ pub(crate) mod tests {
 
     impl Recorded {
         /// Points as Postgres keeps them: one value per key and step, the first one written.
-        fn stored(&self) -> BTreeMap<(&'static str, u64), f64> {
+        fn stored(&self) -> BTreeMap<(String, u64), f64> {
             let mut stored = BTreeMap::new();
-            for &(key, step, value) in &self.points {
+            for (key, step, value) in &self.points {
                 if key != keys::EPOCH_SECONDS && key != keys::SAMPLES_PER_SECOND {
-                    stored.entry((key, step)).or_insert(value);
+                    stored.entry((key.to_string(), *step)).or_insert(*value);
                 }
             }
             stored
+        }
+
+        pub(crate) fn count(&self, key: &str) -> usize {
+            self.points.iter().filter(|(k, _, _)| k == key).count()
         }
     }
 
@@ -310,9 +345,19 @@ pub(crate) mod tests {
         (load(params.train_range), load(params.validation_range))
     }
 
-    fn finished(outcome: Outcome) -> (nn::VarStore, EpochSummary) {
+    /// Trains fresh weights.
+    pub(crate) fn fit(
+        params: &TrainParams,
+        data: &(TensorData, TensorData),
+        resume: Option<Resume>,
+        progress: &mut Recorded,
+    ) -> Outcome {
+        train(params, Start::fresh(params.seed, Device::Cpu), &data.0, &data.1, resume, progress).expect("trains")
+    }
+
+    pub(crate) fn finished(outcome: Outcome) -> (Model, EpochSummary) {
         match outcome {
-            Outcome::Finished { model, last } => (model, last),
+            Outcome::Finished { model, last } => (*model, last),
             Outcome::Stopped => panic!("training stopped early"),
         }
     }
@@ -320,29 +365,28 @@ pub(crate) mod tests {
     #[test]
     fn learns_synthetic_digits_and_logs_every_metric() {
         let params = small_params(2);
-        let (train_data, val_data) = tensors(&params);
+        let data = tensors(&params);
         let mut recorded = Recorded::default();
-        let (_, last) =
-            finished(train(&params, &train_data, &val_data, Device::Cpu, None, &mut recorded).expect("trains"));
+        let (_, last) = finished(fit(&params, &data, None, &mut recorded));
         assert!(last.val_accuracy > 0.8, "validation accuracy {} after 2 epochs", last.val_accuracy);
-        let count = |key| recorded.points.iter().filter(|(k, _, _)| *k == key).count();
+        let count = |key| recorded.count(key);
         // 1200 / 32 = 38 steps per epoch, 76 in all, logged every 10 steps.
         assert_eq!(count(keys::TRAIN_LOSS), 7);
         for key in [keys::EPOCH_TRAIN_LOSS, keys::VAL_LOSS, keys::VAL_ACCURACY, keys::EPOCH_SECONDS] {
             assert_eq!(count(key), 2, "{key}");
         }
         assert_eq!(recorded.checkpoints, 1, "a checkpoint after each epoch but the last");
-        let first_loss = recorded.points.iter().find(|(k, _, _)| *k == keys::TRAIN_LOSS).expect("loss").2;
+        let first_loss = recorded.points.iter().find(|(k, _, _)| k == keys::TRAIN_LOSS).expect("loss").2;
         assert!(last.train_loss < first_loss, "loss went from {first_loss} to {}", last.train_loss);
     }
 
     #[test]
     fn the_same_seed_gives_the_same_metrics() {
         let params = small_params(1);
-        let (train_data, val_data) = tensors(&params);
+        let data = tensors(&params);
         let run = || {
             let mut recorded = Recorded::default();
-            train(&params, &train_data, &val_data, Device::Cpu, None, &mut recorded).expect("trains");
+            fit(&params, &data, None, &mut recorded);
             recorded.stored()
         };
         assert_eq!(run(), run());
@@ -351,9 +395,9 @@ pub(crate) mod tests {
     #[test]
     fn stops_between_steps_when_asked() {
         let params = small_params(2);
-        let (train_data, val_data) = tensors(&params);
+        let data = tensors(&params);
         let mut recorded = Recorded { stop_after_points: Some((1, Stop::Now)), ..Default::default() };
-        let outcome = train(&params, &train_data, &val_data, Device::Cpu, None, &mut recorded).expect("trains");
+        let outcome = fit(&params, &data, None, &mut recorded);
         assert!(matches!(outcome, Outcome::Stopped));
         assert_eq!(recorded.points.len(), 1);
         assert!(recorded.last_checkpoint.is_none());
@@ -361,22 +405,16 @@ pub(crate) mod tests {
 
     fn resumed_matches_uninterrupted(stop_after_points: usize) {
         let params = small_params(3);
-        let (train_data, val_data) = tensors(&params);
+        let data = tensors(&params);
         let mut whole = Recorded::default();
-        let (whole_model, whole_last) =
-            finished(train(&params, &train_data, &val_data, Device::Cpu, None, &mut whole).expect("trains"));
+        let (whole_model, whole_last) = finished(fit(&params, &data, None, &mut whole));
 
         let mut first =
             Recorded { stop_after_points: Some((stop_after_points, Stop::AfterCheckpoint)), ..Default::default() };
-        assert!(matches!(
-            train(&params, &train_data, &val_data, Device::Cpu, None, &mut first).expect("trains"),
-            Outcome::Stopped
-        ));
+        assert!(matches!(fit(&params, &data, None, &mut first), Outcome::Stopped));
         let checkpoint = Resume(first.last_checkpoint.take().expect("a checkpoint before stopping"));
         let mut second = Recorded::default();
-        let (resumed_model, resumed_last) = finished(
-            train(&params, &train_data, &val_data, Device::Cpu, Some(checkpoint), &mut second).expect("resumes"),
-        );
+        let (resumed_model, resumed_last) = finished(fit(&params, &data, Some(checkpoint), &mut second));
 
         let mut combined = first.stored();
         for (key, value) in second.stored() {
@@ -385,8 +423,8 @@ pub(crate) mod tests {
         assert_eq!(combined, whole.stored());
         assert_eq!(resumed_last.val_accuracy, whole_last.val_accuracy);
         assert_eq!(resumed_last.val_loss, whole_last.val_loss);
-        for (name, weight) in whole_model.variables() {
-            assert!(weight.equal(&resumed_model.variables()[&name]), "{name} differs");
+        for ((name, weight), (_, resumed)) in whole_model.parameters().iter().zip(resumed_model.parameters()) {
+            assert!(weight.equal(&resumed), "{name} differs");
         }
     }
 

@@ -1,7 +1,11 @@
-//! The train-run form: every field arrives as text, is parsed into a `TrainRequest`, and on
-//! error the page is shown again with the user's text and a message next to each field.
-use cairn_domain::{Device, Optimizer, TrainRequest};
+//! The new-run form: a train run and, optionally, the pipeline after it (prune at several
+//! sparsities, quantize, evaluate every model). Every field arrives as text and is parsed
+//! into a submission; on error the page is shown again with the user's text and a message
+//! next to each field.
+use crate::submit::RunSubmission;
+use cairn_domain::{RunKind, params::MAX_SPARSITY};
 use serde::Deserialize;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -19,6 +23,13 @@ pub struct TrainForm {
     pub optimizer: String,
     pub seed: String,
     pub device: String,
+    /// Comma-separated, e.g. `0.5, 0.75, 0.9`: one prune run per sparsity.
+    pub prune_sparsities: String,
+    pub prune_method: String,
+    pub fine_tune_epochs: String,
+    /// Checkboxes: `on` when ticked.
+    pub quantize: String,
+    pub evaluate: String,
 }
 
 /// Error messages by form field.
@@ -54,34 +65,90 @@ impl TrainForm {
         }
     }
 
-    pub fn to_request(&self) -> Result<TrainRequest, FieldErrors> {
+    /// The submission the form describes: the train run, then one prune run per sparsity,
+    /// a quantized copy of every model when asked, and an evaluation of every model when asked.
+    pub fn to_submission(&self) -> Result<RunSubmission, FieldErrors> {
         let mut errors = FieldErrors::default();
-        let train_range = range(&mut errors, "train_range", &self.train_start, &self.train_end);
-        let validation_range = range(&mut errors, "validation_range", &self.validation_start, &self.validation_end);
-        let request = TrainRequest {
-            dataset: self.dataset.trim().to_owned(),
-            train_range,
-            validation_range,
-            epochs: integer(&mut errors, "epochs", &self.epochs),
-            batch_size: integer(&mut errors, "batch_size", &self.batch_size),
-            learning_rate: number(&mut errors, "learning_rate", &self.learning_rate),
-            optimizer: choice(
-                &mut errors,
-                "optimizer",
-                &self.optimizer,
-                &[("adam", Optimizer::Adam), ("sgd", Optimizer::Sgd)],
-            ),
-            seed: integer(&mut errors, "seed", &self.seed),
-            device: choice(
-                &mut errors,
-                "device",
-                &self.device,
-                &[("auto", Device::Auto), ("cpu", Device::Cpu), ("cuda", Device::Cuda)],
-            ),
-            log_every: None,
+        let mut params = json!({ "dataset": self.dataset.trim() });
+        let mut set = |key: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                params[key] = value;
+            }
         };
-        if errors.is_empty() { Ok(request) } else { Err(errors) }
+        set("train_range", range(&mut errors, "train_range", &self.train_start, &self.train_end).map(Value::from));
+        set(
+            "validation_range",
+            range(&mut errors, "validation_range", &self.validation_start, &self.validation_end).map(Value::from),
+        );
+        set("epochs", integer(&mut errors, "epochs", &self.epochs).map(Value::from));
+        set("batch_size", integer(&mut errors, "batch_size", &self.batch_size).map(Value::from));
+        set("learning_rate", number(&mut errors, "learning_rate", &self.learning_rate).map(Value::from));
+        set("optimizer", choice(&mut errors, "optimizer", &self.optimizer, &["adam", "sgd"]));
+        set("seed", integer(&mut errors, "seed", &self.seed).map(Value::from));
+        set("device", choice(&mut errors, "device", &self.device, &["auto", "cpu", "cuda"]));
+
+        let method = choice(
+            &mut errors,
+            "prune_method",
+            &self.prune_method,
+            &["global_magnitude", "layer_magnitude", "structured"],
+        );
+        let fine_tune_epochs = integer(&mut errors, "fine_tune_epochs", &self.fine_tune_epochs);
+        let mut sparsities = Vec::new();
+        for text in self.prune_sparsities.split(',').map(str::trim).filter(|text| !text.is_empty()) {
+            match text.parse::<f64>() {
+                Ok(sparsity) if (0.0..=MAX_SPARSITY).contains(&sparsity) => sparsities.push(sparsity),
+                _ => errors.add("prune_sparsities", format!("each must be a number between 0 and {MAX_SPARSITY}")),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let (quantize, evaluate) = (self.quantize == "on", self.evaluate == "on");
+        let model_children = |children: &mut Vec<RunSubmission>| {
+            if evaluate {
+                children.push(child(RunKind::Evaluate, json!({}), Vec::new()));
+            }
+            if quantize {
+                let measured =
+                    if evaluate { vec![child(RunKind::Evaluate, json!({}), Vec::new())] } else { Vec::new() };
+                children.push(child(RunKind::Quantize, json!({}), measured));
+            }
+        };
+        let mut children = Vec::new();
+        model_children(&mut children);
+        for sparsity in sparsities {
+            let mut prune = json!({ "sparsity": sparsity });
+            if let Some(method) = &method {
+                prune["method"] = method.clone();
+            }
+            if let Some(epochs) = fine_tune_epochs {
+                prune["fine_tune"] = json!({ "epochs": epochs });
+            }
+            let mut grandchildren = Vec::new();
+            model_children(&mut grandchildren);
+            children.push(child(RunKind::Prune, prune, grandchildren));
+        }
+        Ok(RunSubmission { children, ..child(RunKind::Train, params, Vec::new()) })
     }
+
+    /// The form field an error about `field` of the submission belongs next to.
+    pub fn field_of(field: &str) -> &str {
+        if !field.starts_with("children") {
+            return field.strip_prefix("params.").unwrap_or(field);
+        }
+        let last = field.rsplit('.').next().unwrap_or(field);
+        match last {
+            "sparsity" => "prune_sparsities",
+            "method" => "prune_method",
+            _ if field.contains("fine_tune") => "fine_tune_epochs",
+            _ => "pipeline",
+        }
+    }
+}
+
+fn child(kind: RunKind, params: Value, children: Vec<RunSubmission>) -> RunSubmission {
+    RunSubmission { kind, params, parent_run_id: None, queue: None, priority: None, children }
 }
 
 fn integer(errors: &mut FieldErrors, field: &str, text: &str) -> Option<i64> {
@@ -100,16 +167,17 @@ fn number(errors: &mut FieldErrors, field: &str, text: &str) -> Option<f64> {
     text.parse().map_err(|_| errors.add(field, "must be a number")).ok()
 }
 
-fn choice<T: Copy>(errors: &mut FieldErrors, field: &str, text: &str, options: &[(&str, T)]) -> Option<T> {
-    if text.trim().is_empty() {
+fn choice(errors: &mut FieldErrors, field: &str, text: &str, options: &[&str]) -> Option<Value> {
+    let text = text.trim();
+    if text.is_empty() {
         return None;
     }
-    let found = options.iter().find(|(name, _)| *name == text.trim()).map(|(_, value)| *value);
-    if found.is_none() {
-        let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
-        errors.add(field, format!("must be one of {}", names.join(", ")));
+    if options.contains(&text) {
+        Some(Value::from(text))
+    } else {
+        errors.add(field, format!("must be one of {}", options.join(", ")));
+        None
     }
-    found
 }
 
 fn range(errors: &mut FieldErrors, field: &str, start: &str, end: &str) -> Option<Vec<i64>> {
@@ -132,17 +200,38 @@ mod tests {
         let mut form = TrainForm::defaults();
         form.train_start = "0".into();
         form.train_end = "100".into();
-        let request = form.to_request().expect("valid form");
-        assert_eq!(request.train_range, Some(vec![0, 100]));
-        assert_eq!(request.optimizer, Some(Optimizer::Adam));
+        let submission = form.to_submission().expect("valid form");
+        assert_eq!(submission.params["train_range"], json!([0, 100]));
+        assert_eq!(submission.params["optimizer"], "adam");
+        assert!(submission.children.is_empty());
 
         form.epochs = "two".into();
         form.validation_start = "5".into();
         form.device = "tpu".into();
-        let errors = form.to_request().expect_err("invalid form");
+        form.prune_sparsities = "0.5, 1.5".into();
+        let errors = form.to_submission().expect_err("invalid form");
         assert_eq!(errors.of("epochs"), Some("must be a whole number"));
         assert!(errors.of("validation_range").is_some());
         assert!(errors.of("device").is_some());
+        assert!(errors.of("prune_sparsities").is_some());
         assert_eq!(errors.of("seed"), None);
+    }
+
+    #[test]
+    fn a_pipeline_prunes_at_each_sparsity_then_quantizes_and_evaluates_every_model() {
+        let mut form = TrainForm::defaults();
+        form.prune_sparsities = "0.5, 0.75,0.9".into();
+        form.quantize = "on".into();
+        form.evaluate = "on".into();
+        let submission = form.to_submission().expect("valid form");
+        let kinds = |runs: &[RunSubmission]| runs.iter().map(|run| run.kind).collect::<Vec<_>>();
+        use RunKind::{Evaluate, Prune, Quantize};
+        assert_eq!(kinds(&submission.children), [Evaluate, Quantize, Prune, Prune, Prune]);
+        let prune = &submission.children[4];
+        assert_eq!(prune.params["sparsity"], 0.9);
+        assert_eq!(kinds(&prune.children), [Evaluate, Quantize]);
+        assert_eq!(kinds(&prune.children[1].children), [Evaluate]);
+        assert_eq!(TrainForm::field_of("children[2].params.sparsity"), "prune_sparsities");
+        assert_eq!(TrainForm::field_of("params.epochs"), "epochs");
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     routes::{NewExperiment, cancel_run as cancel, create_experiment as create, read_artifact},
     startup::AppState,
     store::{self, metrics::Series as MetricSeries, runs::ListFilter},
-    submit::{Placement, RunSpec, submit_run as submit},
+    submit::submit_run as submit,
 };
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
@@ -122,19 +122,16 @@ pub async fn submit_run_form(
     let form = form.into_inner();
     who.check_csrf(&form.csrf)?;
     let experiment = access::experiment(&state.pool, who.user_id, *id, Role::Member).await?;
-    let errors = match form.to_request() {
-        Ok(params) => {
-            match submit(&state, who.user_id, experiment.id, RunSpec::Train(params), Placement::default()).await {
-                Ok(run) => return Ok(see_other(&format!("/runs/{}", run.id))),
-                Err(err @ ApiError::Invalid(_)) => {
-                    let mut errors = FieldErrors::default();
-                    let field = err.field().unwrap_or_default();
-                    errors.add(field.strip_prefix("params.").unwrap_or(field), err.message());
-                    errors
-                }
-                Err(err) => return Err(err.into()),
+    let errors = match form.to_submission() {
+        Ok(submission) => match submit(&state, who.user_id, experiment.id, submission).await {
+            Ok(created) => return Ok(see_other(&format!("/runs/{}", created.run.id))),
+            Err(err @ ApiError::Invalid(_)) => {
+                let mut errors = FieldErrors::default();
+                errors.add(TrainForm::field_of(err.field().unwrap_or_default()), err.message());
+                errors
             }
-        }
+            Err(err) => return Err(err.into()),
+        },
         Err(errors) => errors,
     };
     let page = NewRunPage { nav: Nav::of(&who), experiment, form, errors, datasets: state.data_dir.available() };

@@ -4,6 +4,7 @@ mod experiments;
 mod health;
 mod metrics;
 mod runs;
+mod uploads;
 
 pub use access::{TokenInfo, issue_token, revoke, user_tokens};
 pub use experiments::{NewExperiment, create_experiment};
@@ -17,6 +18,7 @@ route_table! {
         get "/api/v1/experiments" => experiments::list;
         get "/api/v1/experiments/{id}" => experiments::get;
         post "/api/v1/experiments/{id}/runs" => runs::submit;
+        post "/api/v1/experiments/{id}/uploads" => uploads::create;
         get "/api/v1/runs" => runs::list;
         get "/api/v1/runs/{id}" => runs::get;
         post "/api/v1/runs/{id}/cancel" => runs::cancel;

@@ -19,9 +19,8 @@ pub async fn submit(
     experiment_id: web::Path<i64>,
     body: JsonBody<RunSubmission>,
 ) -> Result<HttpResponse, ApiError> {
-    let (spec, placement) = body.0.into_spec()?;
-    let run = submit_run(&state, who.user_id, *experiment_id, spec, placement).await?;
-    Ok(HttpResponse::Created().json(run))
+    let created = submit_run(&state, who.user_id, *experiment_id, body.0).await?;
+    Ok(HttpResponse::Created().json(created))
 }
 
 #[derive(Debug, Deserialize)]

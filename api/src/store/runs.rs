@@ -68,17 +68,21 @@ pub struct RunRow {
 pub struct NewRun<'a> {
     pub experiment_id: i64,
     pub kind: RunKind,
+    /// Queued, or waiting for its parent to succeed.
+    pub status: RunStatus,
     pub parent_run_id: Option<i64>,
     pub params: serde_json::Value,
     pub queue: &'a str,
     pub priority: i32,
 }
 
-/// Records a queued run and tells the scheduler, inside the caller's transaction: once it
-/// commits, the run exists and will be pushed (by the notification, or by the next sweep).
+/// Records a run inside the caller's transaction and, if it is queued, tells the scheduler:
+/// once it commits, the run exists and will be pushed (by the notification, or by the next
+/// sweep).
 pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Result<Run> {
     let run: Run = sqlx::query_as(concat!(
-        "INSERT INTO runs AS r (experiment_id, kind, params, queue, priority, parent_run_id) VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO runs AS r (experiment_id, kind, params, queue, priority, parent_run_id, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          RETURNING ",
         run_columns!(),
         ""
@@ -89,9 +93,12 @@ pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Resul
     .bind(new.queue)
     .bind(new.priority)
     .bind(new.parent_run_id)
+    .bind(new.status.as_str())
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("SELECT pg_notify('cairn_runs_queued', $1)").bind(run.id.to_string()).execute(&mut *tx).await?;
+    if new.status == RunStatus::Queued {
+        sqlx::query("SELECT pg_notify('cairn_runs_queued', $1)").bind(run.id.to_string()).execute(&mut *tx).await?;
+    }
     Ok(run)
 }
 
@@ -179,7 +186,7 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> sqlx::Result<Vec<RunRow
 }
 
 pub enum CancelOutcome {
-    /// It was queued and is now cancelled.
+    /// It was queued or waiting and is now cancelled (and so are its waiting children).
     Cancelled(Run),
     /// It is running; its worker stops it at the next step.
     Requested(Run),
@@ -191,7 +198,7 @@ pub async fn cancel(pool: &PgPool, id: i64) -> sqlx::Result<CancelOutcome> {
     let cancelled: Option<Run> = sqlx::query_as(concat!(
         "UPDATE runs r SET status = 'cancelled', finished_at = now(), cancel_requested_at = now(),
                 error = 'cancelled before it started'
-         WHERE r.id = $1 AND r.status = 'queued' RETURNING ",
+         WHERE r.id = $1 AND r.status IN ('queued', 'waiting') RETURNING ",
         run_columns!(),
         ""
     ))

@@ -1,5 +1,6 @@
 //! Training parameters: the raw request as a client sends it, and the validated, fully
 //! resolved form that is stored with the run and handed to the trainer.
+use super::{Device, Optimizer, in_range, parse_range};
 use crate::{DatasetName, SampleRange, ValidationError};
 use serde::{Deserialize, Serialize};
 
@@ -7,23 +8,6 @@ pub const MAX_EPOCHS: i64 = 1_000;
 pub const MAX_BATCH_SIZE: i64 = 65_536;
 pub const MAX_LEARNING_RATE: f64 = 10.0;
 pub const MAX_LOG_EVERY: i64 = 1_000_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Optimizer {
-    Adam,
-    Sgd,
-}
-
-/// Where to train. `auto` takes CUDA when the worker has it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Device {
-    #[default]
-    Auto,
-    Cpu,
-    Cuda,
-}
 
 /// A train request as a client sends it. Numbers are read wide so that an out-of-range
 /// value gets a rule ("must be between 1 and 1000") rather than a type error.
@@ -68,6 +52,67 @@ impl TrainRequest {
     }
 }
 
+/// How long and how to train, as a client sends it: the knobs a train run and a prune run's
+/// fine-tuning share.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    pub epochs: Option<i64>,
+    pub batch_size: Option<i64>,
+    pub learning_rate: Option<f64>,
+    pub optimizer: Option<Optimizer>,
+    pub seed: Option<i64>,
+    pub log_every: Option<i64>,
+}
+
+/// A validated `ScheduleRequest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub learning_rate: f64,
+    pub optimizer: Optimizer,
+    pub seed: u64,
+    pub log_every: u32,
+}
+
+impl Schedule {
+    /// Validates against a training range of `train_len` samples (it bounds the batch size);
+    /// epochs must be at least `min_epochs` and default to `default_epochs`.
+    pub fn validate(
+        request: &ScheduleRequest,
+        min_epochs: i64,
+        default_epochs: i64,
+        train_len: usize,
+    ) -> Result<Self, ValidationError> {
+        let epochs = in_range("epochs", request.epochs.unwrap_or(default_epochs), min_epochs, MAX_EPOCHS)?;
+        let max_batch = (train_len as i64).min(MAX_BATCH_SIZE);
+        let batch_size = in_range("batch_size", request.batch_size.unwrap_or(32), 1, max_batch)
+            .map_err(|err| ValidationError::new(err.field, format!("{} (the size of train_range)", err.message)))?;
+        let learning_rate = request.learning_rate.unwrap_or(1e-3);
+        if !(learning_rate.is_finite() && learning_rate > 0.0 && learning_rate <= MAX_LEARNING_RATE) {
+            return Err(ValidationError::new(
+                "learning_rate",
+                format!("must be greater than 0 and at most {MAX_LEARNING_RATE}"),
+            ));
+        }
+        let seed = request.seed.unwrap_or(0);
+        if seed < 0 {
+            return Err(ValidationError::new("seed", "must not be negative"));
+        }
+        let log_every = in_range("log_every", request.log_every.unwrap_or(50), 1, MAX_LOG_EVERY)?;
+        Ok(Self {
+            epochs: epochs as u32,
+            batch_size: batch_size as u32,
+            learning_rate,
+            optimizer: request.optimizer.unwrap_or(Optimizer::Adam),
+            seed: seed as u64,
+            log_every: log_every as u32,
+        })
+    }
+}
+
 impl TrainParams {
     /// Validates a request against a dataset of `dataset_len` samples. Without ranges, the
     /// first 80% trains and the last 20% validates.
@@ -88,33 +133,30 @@ impl TrainParams {
                 format!("must not overlap train_range {train_range}"),
             ));
         }
-        let epochs = in_range("epochs", request.epochs.unwrap_or(2), 1, MAX_EPOCHS)?;
-        let max_batch = (train_range.len() as i64).min(MAX_BATCH_SIZE);
-        let batch_size = in_range("batch_size", request.batch_size.unwrap_or(32), 1, max_batch)
-            .map_err(|err| ValidationError::new(err.field, format!("{} (the size of train_range)", err.message)))?;
-        let learning_rate = request.learning_rate.unwrap_or(1e-3);
-        if !(learning_rate.is_finite() && learning_rate > 0.0 && learning_rate <= MAX_LEARNING_RATE) {
-            return Err(ValidationError::new(
-                "learning_rate",
-                format!("must be greater than 0 and at most {MAX_LEARNING_RATE}"),
-            ));
-        }
-        let seed = request.seed.unwrap_or(0);
-        if seed < 0 {
-            return Err(ValidationError::new("seed", "must not be negative"));
-        }
-        let log_every = in_range("log_every", request.log_every.unwrap_or(50), 1, MAX_LOG_EVERY)?;
+        let schedule = Schedule::validate(
+            &ScheduleRequest {
+                epochs: request.epochs,
+                batch_size: request.batch_size,
+                learning_rate: request.learning_rate,
+                optimizer: request.optimizer,
+                seed: request.seed,
+                log_every: request.log_every,
+            },
+            1,
+            2,
+            train_range.len(),
+        )?;
         Ok(Self {
             dataset,
             train_range,
             validation_range,
-            epochs: epochs as u32,
-            batch_size: batch_size as u32,
-            learning_rate,
-            optimizer: request.optimizer.unwrap_or(Optimizer::Adam),
-            seed: seed as u64,
+            epochs: schedule.epochs,
+            batch_size: schedule.batch_size,
+            learning_rate: schedule.learning_rate,
+            optimizer: schedule.optimizer,
+            seed: schedule.seed,
             device: request.device.unwrap_or_default(),
-            log_every: log_every as u32,
+            log_every: schedule.log_every,
         })
     }
 
@@ -122,77 +164,6 @@ impl TrainParams {
     pub fn steps_per_epoch(&self) -> u64 {
         (self.train_range.len() as u64).div_ceil(u64::from(self.batch_size))
     }
-}
-
-/// An evaluate request: which samples to measure the parent's checkpoint on.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EvaluateRequest {
-    pub dataset: String,
-    pub range: Option<Vec<i64>>,
-    pub seed: Option<i64>,
-    pub device: Option<Device>,
-}
-
-/// Validated evaluate parameters. Without a range, the last 20% of the dataset (the default
-/// validation split) is measured; the seed draws the noise of the robustness check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EvaluateParams {
-    pub dataset: DatasetName,
-    pub range: SampleRange,
-    pub seed: u64,
-    pub device: Device,
-}
-
-impl EvaluateRequest {
-    pub fn dataset_name(&self) -> Result<DatasetName, ValidationError> {
-        DatasetName::parse(&self.dataset)
-    }
-}
-
-impl EvaluateParams {
-    pub fn validate(request: &EvaluateRequest, dataset_len: usize) -> Result<Self, ValidationError> {
-        let range = match &request.range {
-            Some(range) => parse_range("range", range, dataset_len)?,
-            None => SampleRange::new(dataset_len * 4 / 5, dataset_len),
-        };
-        let seed = request.seed.unwrap_or(0);
-        if seed < 0 {
-            return Err(ValidationError::new("seed", "must not be negative"));
-        }
-        Ok(Self {
-            dataset: request.dataset_name()?,
-            range,
-            seed: seed as u64,
-            device: request.device.unwrap_or_default(),
-        })
-    }
-}
-
-fn in_range(field: &str, value: i64, min: i64, max: i64) -> Result<i64, ValidationError> {
-    if (min..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(ValidationError::new(field, format!("must be between {min} and {max}")))
-    }
-}
-
-fn parse_range(field: &str, range: &[i64], dataset_len: usize) -> Result<SampleRange, ValidationError> {
-    let len = dataset_len as i64;
-    let &[start, end] = range else {
-        return Err(ValidationError::new(
-            field,
-            format!("must be [start, end] with 0 <= start < end <= {len} (the dataset's size)"),
-        ));
-    };
-    if start < 0 || end <= start || end > len {
-        return Err(ValidationError::new(
-            field,
-            format!("must be [start, end] with 0 <= start < end <= {len} (the dataset's size)"),
-        ));
-    }
-    Ok(SampleRange::new(start as usize, end as usize))
 }
 
 #[cfg(test)]
@@ -269,17 +240,6 @@ mod tests {
         assert!(serde_json::from_value::<TrainRequest>(json!({"dataset": "mnist", "epochs": "two"})).is_err());
         assert!(serde_json::from_value::<TrainRequest>(json!({"dataset": "mnist", "optimizer": "adamw"})).is_err());
         assert!(serde_json::from_value::<TrainRequest>(json!({"epochs": 2})).is_err());
-    }
-
-    #[test]
-    fn evaluate_defaults_to_the_validation_split_and_checks_its_range() {
-        let request: EvaluateRequest = serde_json::from_value(json!({"dataset": "mnist"})).expect("decodes");
-        let params = EvaluateParams::validate(&request, 10_000).expect("valid");
-        assert_eq!(params.range, SampleRange::new(8_000, 10_000));
-        let request: EvaluateRequest =
-            serde_json::from_value(json!({"dataset": "mnist", "range": [5, 10_001]})).expect("decodes");
-        assert_eq!(EvaluateParams::validate(&request, 10_000).expect_err("past the end").field, "range");
-        assert!(serde_json::from_value::<EvaluateRequest>(json!({"dataset": "mnist", "epochs": 1})).is_err());
     }
 
     #[test]
