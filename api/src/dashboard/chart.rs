@@ -12,6 +12,9 @@ pub const RIGHT: f64 = 16.0;
 pub const TOP: f64 = 16.0;
 pub const BOTTOM: f64 = 48.0;
 
+/// A point of a scatter chart and the text written beside it.
+pub type NamedPoint = (f64, f64, String);
+
 /// One named series of `(x, y)` points.
 pub struct Series {
     pub label: String,
@@ -34,6 +37,8 @@ pub struct Line {
     pub path: String,
     /// Points drawn as dots, for series short enough that each point matters.
     pub dots: Vec<(f64, f64)>,
+    /// Text beside each dot (a scatter chart names its points).
+    pub labels: Vec<NamedPoint>,
 }
 
 pub struct Tick {
@@ -68,43 +73,91 @@ impl Chart {
 
 /// A chart of `series` with shared axes, or `None` when there is nothing finite to draw.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: Vec<Series>) -> Option<Chart> {
-    let finite = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite();
-    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).filter(finite).collect();
-    if all.is_empty() {
-        return None;
-    }
-    let (x_min, x_max) = bounds(all.iter().map(|p| p.0));
-    let (y_min, y_max) = bounds(all.iter().map(|p| p.1));
-    let x_ticks_values = nice_ticks(x_min, x_max, 6);
-    let y_ticks_values = nice_ticks(y_min, y_max, 5);
-    let (x_lo, x_hi) = span(&x_ticks_values, x_min, x_max);
-    let (y_lo, y_hi) = span(&y_ticks_values, y_min, y_max);
-    let to_x = |x: f64| LEFT + (x - x_lo) / (x_hi - x_lo) * (WIDTH - LEFT - RIGHT);
-    let to_y = |y: f64| HEIGHT - BOTTOM - (y - y_lo) / (y_hi - y_lo) * (HEIGHT - TOP - BOTTOM);
-
-    let lines = series
+    let (mut chart, scale) = axes(title, x_label, y_label, series.iter().flat_map(|s| s.points.iter().copied()))?;
+    chart.lines = series
         .into_iter()
         .enumerate()
         .map(|(index, s)| {
-            let pixels: Vec<(f64, f64)> =
-                s.points.iter().filter(|p| finite(p)).map(|&(x, y)| (to_x(x), to_y(y))).collect();
+            let pixels: Vec<(f64, f64)> = s.points.iter().filter(|p| finite(p)).map(|&p| scale.pixel(p)).collect();
             let mut path = String::with_capacity(pixels.len() * 16);
             for (i, (x, y)) in pixels.iter().enumerate() {
                 path.push_str(if i == 0 { "M" } else { " L" });
                 path.push_str(&format!("{x:.1},{y:.1}"));
             }
             let dots = if pixels.len() <= 50 { pixels } else { Vec::new() };
-            Line { label: s.label, color: PALETTE[index % PALETTE.len()], path, dots }
+            Line { label: s.label, color: PALETTE[index % PALETTE.len()], path, dots, labels: Vec::new() }
         })
         .collect();
-    Some(Chart {
+    Some(chart)
+}
+
+/// Named points in groups (one colour and one legend entry per group), not joined.
+pub fn scatter_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    groups: Vec<(String, Vec<NamedPoint>)>,
+) -> Option<Chart> {
+    let all = groups.iter().flat_map(|(_, points)| points.iter().map(|&(x, y, _)| (x, y)));
+    let (mut chart, scale) = axes(title, x_label, y_label, all)?;
+    chart.lines = groups
+        .into_iter()
+        .enumerate()
+        .map(|(index, (label, points))| {
+            let labels: Vec<NamedPoint> = points
+                .into_iter()
+                .filter(|&(x, y, _)| finite(&(x, y)))
+                .map(|(x, y, text)| {
+                    let (px, py) = scale.pixel((x, y));
+                    (px, py, text)
+                })
+                .collect();
+            let dots = labels.iter().map(|&(x, y, _)| (x, y)).collect();
+            Line { label, color: PALETTE[index % PALETTE.len()], path: String::new(), dots, labels }
+        })
+        .collect();
+    Some(chart)
+}
+
+fn finite(&(x, y): &(f64, f64)) -> bool {
+    x.is_finite() && y.is_finite()
+}
+
+/// Maps values to pixels inside the plot.
+struct Scale {
+    x: (f64, f64),
+    y: (f64, f64),
+}
+
+impl Scale {
+    fn pixel(&self, (x, y): (f64, f64)) -> (f64, f64) {
+        (
+            LEFT + (x - self.x.0) / (self.x.1 - self.x.0) * (WIDTH - LEFT - RIGHT),
+            HEIGHT - BOTTOM - (y - self.y.0) / (self.y.1 - self.y.0) * (HEIGHT - TOP - BOTTOM),
+        )
+    }
+}
+
+/// An empty chart whose axes cover `points`, and its scale; `None` without a finite point.
+fn axes(title: &str, x_label: &str, y_label: &str, points: impl Iterator<Item = (f64, f64)>) -> Option<(Chart, Scale)> {
+    let all: Vec<(f64, f64)> = points.filter(finite).collect();
+    if all.is_empty() {
+        return None;
+    }
+    let (x_min, x_max) = bounds(all.iter().map(|p| p.0));
+    let (y_min, y_max) = bounds(all.iter().map(|p| p.1));
+    let x_ticks = nice_ticks(x_min, x_max, 6);
+    let y_ticks = nice_ticks(y_min, y_max, 5);
+    let scale = Scale { x: span(&x_ticks, x_min, x_max), y: span(&y_ticks, y_min, y_max) };
+    let chart = Chart {
         title: title.to_owned(),
         x_label: x_label.to_owned(),
         y_label: y_label.to_owned(),
-        lines,
-        x_ticks: x_ticks_values.iter().map(|&v| Tick { at: to_x(v), label: tick_label(v) }).collect(),
-        y_ticks: y_ticks_values.iter().map(|&v| Tick { at: to_y(v), label: tick_label(v) }).collect(),
-    })
+        lines: Vec::new(),
+        x_ticks: x_ticks.iter().map(|&v| Tick { at: scale.pixel((v, scale.y.0)).0, label: tick_label(v) }).collect(),
+        y_ticks: y_ticks.iter().map(|&v| Tick { at: scale.pixel((scale.x.0, v)).1, label: tick_label(v) }).collect(),
+    };
+    Some((chart, scale))
 }
 
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
@@ -183,5 +236,19 @@ mod tests {
         }
         assert_ne!(chart.lines[0].color, chart.lines[1].color);
         assert!(line_chart("empty", "x", "y", vec![Series { label: "a".into(), points: vec![] }]).is_none());
+    }
+
+    #[test]
+    fn a_scatter_names_every_point_and_joins_none() {
+        let groups = vec![
+            ("trained".to_owned(), vec![(488.0, 0.97, "#1".to_owned())]),
+            ("pruned".to_owned(), vec![(70.0, 0.96, "#2".to_owned()), (40.0, f64::NAN, "#3".to_owned())]),
+        ];
+        let chart = scatter_chart("Accuracy against size", "kB", "accuracy", groups).expect("chart");
+        assert!(chart.lines.iter().all(|line| line.path.is_empty()));
+        assert_eq!(chart.lines[1].labels.len(), 1, "a point without a value is left out");
+        let (x, y, text) = &chart.lines[0].labels[0];
+        assert_eq!(text, "#1");
+        assert!((LEFT..=WIDTH - RIGHT).contains(x) && (TOP..=HEIGHT - BOTTOM).contains(y));
     }
 }

@@ -61,6 +61,8 @@ impl TrainForm {
             optimizer: "adam".into(),
             seed: "0".into(),
             device: "auto".into(),
+            prune_method: "global_magnitude".into(),
+            fine_tune_epochs: "1".into(),
             ..Self::default()
         }
     }

@@ -5,6 +5,7 @@ pub mod chart;
 mod forms;
 mod login;
 mod pages;
+mod tradeoff;
 mod view;
 
 route_table! {

@@ -1,6 +1,7 @@
 use super::{
     chart::{self, Series},
     forms::{FieldErrors, TrainForm},
+    tradeoff,
     view::*,
 };
 use crate::{
@@ -95,7 +96,15 @@ pub async fn experiment_page(
     };
     let rows = store::runs::list(&state.pool, &filter).await?;
     let next_before = (rows.len() as i64 == RUNS_PER_PAGE).then(|| rows.last().map(|row| row.run.id)).flatten();
-    Ok(ExperimentPage { nav: Nav::of(&who), experiment, runs: rows.iter().map(RunLine::new).collect(), next_before })
+    let measured = store::tradeoffs::measured(&state.pool, experiment.id).await?;
+    Ok(ExperimentPage {
+        nav: Nav::of(&who),
+        experiment,
+        runs: rows.iter().map(RunLine::new).collect(),
+        next_before,
+        tradeoff: tradeoff::lines(&measured),
+        tradeoff_charts: tradeoff::charts(&measured),
+    })
 }
 
 pub async fn new_run_page(

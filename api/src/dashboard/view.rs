@@ -2,6 +2,7 @@
 use super::{
     chart::Chart,
     forms::{FieldErrors, TrainForm},
+    tradeoff::TradeoffLine,
 };
 use crate::{
     auth::{SessionUser, audit::Logged},
@@ -79,6 +80,9 @@ pub struct ExperimentPage {
     pub experiment: Experiment,
     pub runs: Vec<RunLine>,
     pub next_before: Option<i64>,
+    /// Every measured model of the experiment, most accurate first, and its charts.
+    pub tradeoff: Vec<TradeoffLine>,
+    pub tradeoff_charts: Vec<Chart>,
 }
 
 #[derive(Template, askama_web::WebTemplate)]
@@ -123,6 +127,7 @@ pub struct ErrorPage {
 pub struct RunLine {
     pub id: i64,
     pub kind: String,
+    pub parent: Option<i64>,
     pub status: String,
     pub dataset: String,
     pub epochs: String,
@@ -140,6 +145,7 @@ impl RunLine {
         Self {
             id: row.run.id,
             kind: row.run.kind.clone(),
+            parent: row.run.parent_run_id,
             status: row.run.status.clone(),
             dataset: param("dataset"),
             epochs: param("epochs"),

@@ -2,3 +2,4 @@
 pub mod experiments;
 pub mod metrics;
 pub mod runs;
+pub mod tradeoffs;

@@ -13,11 +13,11 @@ macro_rules! run_columns {
 }
 
 /// Joins a run `r` to its accuracy `acc.value`: the last validation accuracy of a train run,
-/// the accuracy of an evaluate run.
+/// the accuracy of an evaluate run, the accuracy after pruning or quantizing.
 macro_rules! accuracy_join {
     () => {
         "LEFT JOIN LATERAL (
-             SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key IN ('val_accuracy', 'accuracy')
+             SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key IN ('val_accuracy', 'accuracy', 'accuracy_after')
              ORDER BY m.step DESC LIMIT 1
          ) acc ON true"
     };
