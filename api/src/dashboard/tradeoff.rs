@@ -42,7 +42,10 @@ fn describe(row: &Measured) -> String {
             };
             format!("pruned {:.0}% ({method})", sparsity * 100.0)
         }
-        "quantize" => "int8".to_owned(),
+        "quantize" => match row.model_parent_id {
+            Some(parent) => format!("int8 of #{parent}"),
+            None => "int8".to_owned(),
+        },
         "train" => "trained".to_owned(),
         other => other.to_owned(),
     }
@@ -131,6 +134,7 @@ mod tests {
             model_id,
             model_kind: kind.to_owned(),
             model_params: params,
+            model_parent_id: Some(1),
             accuracy: Some(accuracy),
             cross_entropy: Some(0.1),
             model_bytes: Some(bytes),

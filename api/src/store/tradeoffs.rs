@@ -14,6 +14,7 @@ pub struct Measured {
     pub model_id: i64,
     pub model_kind: String,
     pub model_params: serde_json::Value,
+    pub model_parent_id: Option<i64>,
     pub accuracy: Option<f64>,
     pub cross_entropy: Option<f64>,
     pub model_bytes: Option<f64>,
@@ -26,7 +27,7 @@ pub struct Measured {
 pub async fn measured(pool: &PgPool, experiment_id: i64) -> sqlx::Result<Vec<Measured>> {
     sqlx::query_as(
         "SELECT e.id AS evaluation_id, e.kind AS evaluation_kind, e.params AS evaluation_params,
-                p.id AS model_id, p.kind AS model_kind, p.params AS model_params,
+                p.id AS model_id, p.kind AS model_kind, p.params AS model_params, p.parent_run_id AS model_parent_id,
                 max(x.value) FILTER (WHERE x.key = 'accuracy') AS accuracy,
                 max(x.value) FILTER (WHERE x.key = 'cross_entropy') AS cross_entropy,
                 max(x.value) FILTER (WHERE x.key = 'model_bytes') AS model_bytes,
