@@ -114,8 +114,14 @@ async fn a_pipeline_trains_prunes_quantizes_and_evaluates_in_order() {
     let total: f64 = first[3..].iter().map(|p| p.parse::<f64>().unwrap()).sum();
     assert!((total - 1.0).abs() < 1e-4, "probabilities sum to {total}");
 
-    // The experiment page weighs the models against each other.
+    // The dashboard lists the file and serves it to a signed-in browser too.
     let (browser, _) = env.browser().await;
+    let download = format!("/runs/{}/artifacts/{}", predict["id"], artifact["id"]);
+    let (_, run_page) = env.page(&browser, &format!("/runs/{}", predict["id"])).await;
+    assert!(run_page.contains(&format!("href=\"{download}\"")), "the run page links the CSV");
+    assert_eq!(env.page(&browser, &download).await, (200, csv.clone()));
+
+    // The experiment page weighs the models against each other.
     let (_, page) = env.page(&browser, &format!("/experiments/{experiment}")).await;
     assert!(page.contains("Compression trade-off") && page.contains("<svg"), "trade-off chart");
     for model in [by_path(&[]), by_path(&[1]), by_path(&[3]), by_path(&[4])] {

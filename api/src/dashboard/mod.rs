@@ -21,6 +21,7 @@ route_table! {
         post "/experiments/{id}/new" => pages::submit_run_form;
         get "/runs/{id}" => pages::run_page;
         post "/runs/{id}/cancel" => pages::cancel_run_form;
+        get "/runs/{id}/artifacts/{artifact_id}" => pages::download_artifact;
         get "/tokens" => login::tokens_page;
         post "/tokens" => login::create_token_form;
         post "/tokens/{id}/revoke" => login::revoke_token_form;

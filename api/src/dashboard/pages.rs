@@ -7,7 +7,7 @@ use super::{
 use crate::{
     auth::{Role, SessionUser, access},
     error::ApiError,
-    routes::{NewExperiment, cancel_run as cancel, create_experiment as create, read_artifact},
+    routes::{NewExperiment, artifact_download, cancel_run as cancel, create_experiment as create, read_artifact},
     startup::AppState,
     store::{self, metrics::Series as MetricSeries, runs::ListFilter},
     submit::submit_run as submit,
@@ -145,6 +145,15 @@ pub async fn submit_run_form(
     };
     let page = NewRunPage { nav: Nav::of(&who), experiment, form, errors, datasets: state.data_dir.available() };
     Ok(HttpResponse::UnprocessableEntity().content_type("text/html; charset=utf-8").body(render(&page)?))
+}
+
+pub async fn download_artifact(
+    state: web::Data<AppState>,
+    who: SessionUser,
+    ids: web::Path<(i64, i64)>,
+) -> Result<HttpResponse, PageError> {
+    let (run_id, artifact_id) = ids.into_inner();
+    Ok(artifact_download(&state, who.user_id, run_id, artifact_id).await?)
 }
 
 pub async fn run_page(state: web::Data<AppState>, who: SessionUser, id: web::Path<i64>) -> Result<RunPage, PageError> {

@@ -8,7 +8,7 @@ mod uploads;
 
 pub use access::{TokenInfo, issue_token, revoke, user_tokens};
 pub use experiments::{NewExperiment, create_experiment};
-pub use runs::{cancel_run, read_artifact};
+pub use runs::{artifact_download, cancel_run, read_artifact};
 
 route_table! {
     /// Every REST route.

@@ -126,19 +126,34 @@ pub async fn read_artifact(
     Ok((path, bytes))
 }
 
-/// Sends an artifact's file, after the same checks as the run.
+/// An artifact's file as a download, after the same checks as its run; `user_id` needs the
+/// viewer role in the run's team. The REST API and the dashboard both send it this way.
+pub async fn artifact_download(
+    state: &AppState,
+    user_id: i64,
+    run_id: i64,
+    artifact_id: i64,
+) -> Result<HttpResponse, ApiError> {
+    let run = access::run(&state.pool, user_id, run_id, Role::Viewer).await?;
+    let artifact = runs::artifact(&state.pool, run.id, artifact_id).await?.ok_or(ApiError::NotFound("artifact"))?;
+    let (path, bytes) = read_artifact(state, &artifact).await?;
+    let file_name = path.file_name().and_then(|name| name.to_str()).unwrap_or("artifact");
+    let content_type = match path.extension().and_then(|ext| ext.to_str()) {
+        Some("csv") => "text/csv; charset=utf-8",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"{file_name}\"")))
+        .body(bytes))
+}
+
 pub async fn download_artifact(
     state: web::Data<AppState>,
     who: Principal,
     ids: web::Path<(i64, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let (run_id, artifact_id) = ids.into_inner();
-    let run = access::run(&state.pool, who.user_id, run_id, Role::Viewer).await?;
-    let artifact = runs::artifact(&state.pool, run.id, artifact_id).await?.ok_or(ApiError::NotFound("artifact"))?;
-    let (path, bytes) = read_artifact(&state, &artifact).await?;
-    let file_name = path.file_name().and_then(|name| name.to_str()).unwrap_or("artifact");
-    Ok(HttpResponse::Ok()
-        .content_type("application/octet-stream")
-        .insert_header(("Content-Disposition", format!("attachment; filename=\"{file_name}\"")))
-        .body(bytes))
+    artifact_download(&state, who.user_id, run_id, artifact_id).await
 }
