@@ -251,4 +251,28 @@ async fn the_run_form_shows_errors_beside_fields_and_keeps_the_input() {
     let response = client.post(&url).form(&forged).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 403);
     assert_eq!(env.count("runs").await, 1);
+
+    // One form, one pipeline: train, prune at three sparsities, quantize and evaluate every model.
+    let mut pipeline = form("1");
+    pipeline.extend([
+        ("prune_sparsities", "0.5, 0.75, 0.9".to_owned()),
+        ("prune_method", "global_magnitude".to_owned()),
+        ("fine_tune_epochs", "1".to_owned()),
+        ("quantize", "on".to_owned()),
+        ("evaluate", "on".to_owned()),
+    ]);
+    let bad: Vec<_> = pipeline
+        .iter()
+        .map(|(name, value)| (*name, if *name == "prune_sparsities" { "0.5, 2".to_owned() } else { value.clone() }))
+        .collect();
+    let response = client.post(&url).form(&bad).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    assert!(response.text().await.unwrap().contains("each must be a number between 0 and 0.99"));
+    assert_eq!(env.count("runs").await, 1, "a bad pipeline records nothing");
+    let response = client.post(&url).form(&pipeline).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    // The trained model and three pruned ones, each evaluated and quantized, each int8 model evaluated.
+    assert_eq!(env.count("runs").await, 1 + 4 * 4);
+    assert_eq!(env.count("runs WHERE kind = 'prune' AND status = 'waiting'").await, 3);
+    assert_eq!(env.count("runs WHERE kind = 'evaluate'").await, 8);
 }
