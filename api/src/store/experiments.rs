@@ -18,6 +18,8 @@ pub struct ExperimentSummary {
     #[serde(flatten)]
     pub experiment: Experiment,
     pub runs: i64,
+    /// Pipeline children waiting for their parent.
+    pub waiting: i64,
     pub queued: i64,
     pub running: i64,
     pub succeeded: i64,
@@ -82,6 +84,7 @@ pub async fn list(pool: &PgPool, user_id: i64) -> sqlx::Result<Vec<ExperimentSum
     sqlx::query_as(
         "SELECT e.id, e.team_id, e.name, e.description, e.created_at,
                 count(r.id) AS runs,
+                count(r.id) FILTER (WHERE r.status = 'waiting') AS waiting,
                 count(r.id) FILTER (WHERE r.status = 'queued') AS queued,
                 count(r.id) FILTER (WHERE r.status = 'running') AS running,
                 count(r.id) FILTER (WHERE r.status = 'succeeded') AS succeeded,
