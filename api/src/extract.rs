@@ -27,11 +27,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             }
             let mut body = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|err| ApiError::BadRequest {
-                    code: "unreadable_body",
-                    message: err.to_string(),
-                    field: None,
-                })?;
+                let chunk = chunk.map_err(unreadable_body)?;
                 if body.len() + chunk.len() > limit {
                     return Err(ApiError::PayloadTooLarge { limit });
                 }
@@ -48,6 +44,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             }
         })
     }
+}
+
+/// A request body that broke off or could not be decoded by the transport.
+pub fn unreadable_body(err: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest { code: "unreadable_body", message: err.to_string(), field: None }
 }
 
 /// Decodes JSON, turning serde's error into a code, a message and the field's path.

@@ -14,6 +14,12 @@ fn ids(created: &Value) -> Vec<i64> {
     std::iter::once(created["id"].as_i64().unwrap()).chain(children).collect()
 }
 
+/// An artifact's file as text, through the REST API.
+async fn download(env: &TestEnv, run: &Value, artifact: &Value) -> String {
+    let url = env.url(&format!("/api/v1/runs/{}/artifacts/{}", run["id"], artifact["id"]));
+    env.http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 async fn metrics(env: &TestEnv, run: i64) -> HashMap<String, f64> {
     env.metric_values(run).await.into_iter().map(|(key, _, value)| (key, value)).collect()
 }
@@ -97,15 +103,7 @@ async fn a_pipeline_trains_prunes_quantizes_and_evaluates_in_order() {
 
     let predict = &runs[&by_path(&[5])];
     let artifact = predict["artifacts"].as_array().unwrap().iter().find(|a| a["kind"] == "predictions").unwrap();
-    let csv = env
-        .http
-        .get(env.url(&format!("/api/v1/runs/{}/artifacts/{}", predict["id"], artifact["id"])))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = download(&env, predict, artifact).await;
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "index,label,predicted,p0,p1,p2,p3,p4,p5,p6,p7,p8,p9");
     assert_eq!(lines.len(), 11);
@@ -280,15 +278,7 @@ async fn an_ensemble_averages_models_and_a_prediction_reads_an_uploaded_file() {
     let predict = env.wait_for_status(predict["id"].as_i64().unwrap(), &["succeeded", "failed"], TIMEOUT).await;
     assert_eq!(predict["status"], "succeeded", "{predict}");
     let artifact = predict["artifacts"].as_array().unwrap().iter().find(|x| x["kind"] == "predictions").unwrap();
-    let csv = env
-        .http
-        .get(env.url(&format!("/api/v1/runs/{}/artifacts/{}", predict["id"], artifact["id"])))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = download(&env, &predict, artifact).await;
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert_eq!(rows.len(), 5);
     assert!(

@@ -80,23 +80,14 @@ impl Model {
 
     /// A model holding `parameters` (dense, by name); the widths are read from their shapes.
     pub fn from_parameters(parameters: &[(String, Tensor)], device: Device) -> anyhow::Result<Self> {
-        let shape = |name: &str| {
-            parameters
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t.size())
-                .ok_or_else(|| anyhow::anyhow!("the model has no `{name}`"))
-        };
+        let shape = |name: &str| parameter(parameters, name).map(Tensor::size);
         let widths =
             Widths { conv1: shape("conv1.weight")?[0], conv2: shape("conv2.weight")?[0], fc1: shape("fc1.weight")?[0] };
         let vs = nn::VarStore::new(device);
         let cnn = Cnn::new(&vs.root(), widths);
         let _no_grad = tch::no_grad_guard();
         for (name, mut variable) in vs.variables() {
-            let (_, value) = parameters
-                .iter()
-                .find(|(n, _)| *n == name)
-                .ok_or_else(|| anyhow::anyhow!("the model has no `{name}`"))?;
+            let value = parameter(parameters, &name)?;
             anyhow::ensure!(
                 variable.size() == value.size(),
                 "`{name}` has shape {:?}, expected {:?} for widths {widths:?}",
@@ -119,6 +110,15 @@ impl Model {
     pub fn nonzero_parameters(&self) -> i64 {
         self.vs.variables().values().map(|t| t.count_nonzero(None::<i64>).int64_value(&[])).sum()
     }
+}
+
+/// The parameter called `name` among named tensors.
+pub fn parameter<'a>(parameters: &'a [(String, Tensor)], name: &str) -> anyhow::Result<&'a Tensor> {
+    parameters
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t)
+        .ok_or_else(|| anyhow::anyhow!("the model has no `{name}`"))
 }
 
 /// Samples as tensors on `device`: images `[n, 1, 28, 28]` scaled to [0, 1], labels `[n]`.

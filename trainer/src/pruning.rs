@@ -1,6 +1,6 @@
 //! Pruning: unstructured magnitude pruning (zeros in place, kept at zero by masks while
 //! fine-tuning) and structured pruning (whole filters and units removed, a smaller model).
-use crate::model::{CONV2_POSITIONS, Model, Widths};
+use crate::model::{CONV2_POSITIONS, Model, Widths, parameter};
 use cairn_domain::Layer;
 use tch::{Kind, Tensor, nn};
 
@@ -68,13 +68,7 @@ pub fn magnitude(model: &Model, layers: &[Layer], sparsity: f64, global: bool) -
 pub fn structured(model: &Model, layers: &[Layer], sparsity: f64) -> anyhow::Result<Model> {
     let _no_grad = tch::no_grad_guard();
     let parameters = model.parameters();
-    let get = |name: &str| {
-        parameters
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t.shallow_clone())
-            .ok_or_else(|| anyhow::anyhow!("the model has no `{name}`"))
-    };
+    let get = |name: &str| parameter(&parameters, name).map(Tensor::shallow_clone);
     let kept = |layer: Layer| -> anyhow::Result<Tensor> {
         let weight = get(&weight_name(layer))?;
         let units = weight.size()[0];

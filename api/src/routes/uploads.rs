@@ -4,6 +4,7 @@
 use crate::{
     auth::{Principal, Role, access, audit},
     error::ApiError,
+    extract::unreadable_body,
     startup::AppState,
 };
 use actix_web::{HttpResponse, web};
@@ -64,11 +65,7 @@ pub async fn create(
     let mut file = tokio::fs::File::create(&partial.0).await.map_err(|err| internal("creating the upload", err))?;
     let (limit, mut hasher, mut bytes) = (state.settings.max_upload_bytes, Sha256::new(), 0usize);
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|err| ApiError::BadRequest {
-            code: "unreadable_body",
-            message: err.to_string(),
-            field: None,
-        })?;
+        let chunk = chunk.map_err(unreadable_body)?;
         bytes += chunk.len();
         if bytes > limit {
             return Err(ApiError::PayloadTooLarge { limit });

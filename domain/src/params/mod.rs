@@ -167,18 +167,14 @@ impl RunParams {
         }
     }
 
-    /// What a child of this run inherits; `None` for a prediction over an uploaded file.
+    /// What a child of this run inherits; `None` for the kinds that make no model, which
+    /// have no children.
     pub fn inherited(&self) -> Option<Inherited> {
         let (dataset, train_range, validation_range) = match self {
             Self::Train(p) => (&p.dataset, Some(p.train_range), Some(p.validation_range)),
             Self::Prune(p) => (&p.dataset, Some(p.train_range), Some(p.validation_range)),
-            Self::Evaluate(p) => (&p.dataset, None, Some(p.range)),
             Self::Quantize(p) => (&p.dataset, None, Some(p.range)),
-            Self::Ensemble(p) => (&p.dataset, None, Some(p.range)),
-            Self::Predict(p) => match &p.input {
-                PredictInput::Dataset { dataset, range } => (dataset, None, Some(*range)),
-                PredictInput::Upload { .. } => return None,
-            },
+            Self::Evaluate(_) | Self::Ensemble(_) | Self::Predict(_) => return None,
         };
         Some(Inherited { dataset: dataset.clone(), train_range, validation_range })
     }

@@ -7,7 +7,7 @@ mod measure;
 mod quantize;
 
 use crate::{checkpoint::SavedFile, device, model::TensorData, training::Progress, training::Resume};
-use cairn_datasets::{DataDir, Samples};
+use cairn_datasets::DataDir;
 use cairn_domain::{DatasetName, RunParams, SampleRange};
 use std::path::PathBuf;
 
@@ -51,12 +51,8 @@ impl Job {
         device::for_run(wanted, self.worker_device).map_err(anyhow::Error::msg)
     }
 
-    fn samples(&self, dataset: &DatasetName, range: SampleRange) -> anyhow::Result<Samples> {
-        Ok(self.data_dir.load(dataset, range)?)
-    }
-
     fn tensors(&self, dataset: &DatasetName, range: SampleRange, device: tch::Device) -> anyhow::Result<TensorData> {
-        Ok(TensorData::new(&self.samples(dataset, range)?, device))
+        Ok(TensorData::new(&self.data_dir.load(dataset, range)?, device))
     }
 
     /// The checkpoint of the run this one starts from.
