@@ -20,6 +20,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod filter;
 pub mod routes;
 pub mod settings;
 pub mod startup;

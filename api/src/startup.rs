@@ -58,6 +58,7 @@ impl Application {
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("cairn_api::http"))
                 .configure(routes::configure)
                 .configure(dashboard::configure)
+                .route("/static/live.js", web::get().to(dashboard::live_script))
                 .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::NotFound("page")) }))
         })
         .workers(http_workers)

@@ -25,6 +25,8 @@ pub const MAX_PIPELINE_RUNS: usize = 100;
 #[serde(deny_unknown_fields)]
 pub struct RunSubmission {
     pub kind: RunKind,
+    /// What people call the run in tables and chart legends (1 to 200 characters).
+    pub name: Option<String>,
     pub params: serde_json::Value,
     pub parent_run_id: Option<i64>,
     /// Children inherit their parent's queue and priority unless they name their own.
@@ -45,6 +47,7 @@ pub struct CreatedRun {
 /// A validated run of the tree, ready to record.
 struct PlannedRun {
     params: RunParams,
+    name: Option<String>,
     /// An existing run, locked and checked again when recording; `None` for the root of a
     /// train run or for a child whose parent is in the tree.
     existing_parent: Option<i64>,
@@ -85,7 +88,7 @@ pub async fn submit_run(
     let plan = planner.plan(submission, parent, "", None).await?;
 
     let mut tx = state.pool.begin().await?;
-    let created = record(&mut tx, experiment_id, plan, None).await?;
+    let created = record(&mut tx, Recording { experiment_id, submitted_by: user_id }, plan, None).await?;
     audit::record(
         &mut *tx,
         audit::Entry {
@@ -142,6 +145,7 @@ impl Planner<'_> {
             let name = if matches!(parent, Parent::InTree(_)) { field("kind") } else { field("parent_run_id") };
             return Err(ApiError::invalid(name, message));
         }
+        let name = submission.name.as_deref().map(|name| valid_name(name, &field("name"))).transpose()?;
         let request = decode_request(submission.kind, submission.params, &field("params"))?;
         let data = match (request.dataset(), inherited) {
             (Some(name), _) => {
@@ -212,7 +216,7 @@ impl Planner<'_> {
             Parent::Existing(run) => Some(run.id),
             Parent::None | Parent::InTree(_) => None,
         };
-        Ok(PlannedRun { params, existing_parent, queue, priority, children })
+        Ok(PlannedRun { params, name, existing_parent, queue, priority, children })
     }
 
     /// An existing run this user may read, in the same experiment, that has or will have a
@@ -274,6 +278,14 @@ fn valid_queue(queue: &str, field: &str) -> Result<String, ApiError> {
     }
 }
 
+fn valid_name(name: &str, field: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    match name.chars().count() {
+        1..=200 => Ok(name.to_owned()),
+        _ => Err(ApiError::invalid(field, "must be 1 to 200 characters (leave it out for no name)")),
+    }
+}
+
 fn valid_priority(priority: i64, field: &str) -> Result<i32, ApiError> {
     if (-MAX_PRIORITY..=MAX_PRIORITY).contains(&priority) {
         Ok(priority as i32)
@@ -285,9 +297,16 @@ fn valid_priority(priority: i64, field: &str) -> Result<i32, ApiError> {
 /// Records a planned run and its children. A run whose parent has not succeeded yet waits.
 /// An existing parent is locked first, so it cannot finish between this read and the commit
 /// (its children would then wait for nothing); one that failed meanwhile is an error.
+/// What every run of one submission shares.
+#[derive(Clone, Copy)]
+struct Recording {
+    experiment_id: i64,
+    submitted_by: i64,
+}
+
 async fn record(
     tx: &mut sqlx::PgConnection,
-    experiment_id: i64,
+    recording: Recording,
     plan: PlannedRun,
     parent_in_tree: Option<i64>,
 ) -> Result<CreatedRun, ApiError> {
@@ -311,7 +330,9 @@ async fn record(
     let run = store::runs::create(
         tx,
         store::runs::NewRun {
-            experiment_id,
+            experiment_id: recording.experiment_id,
+            name: plan.name.as_deref(),
+            submitted_by: recording.submitted_by,
             kind: plan.params.kind(),
             status,
             parent_run_id: parent_in_tree.or(plan.existing_parent),
@@ -323,7 +344,7 @@ async fn record(
     .await?;
     let mut children = Vec::with_capacity(plan.children.len());
     for child in plan.children {
-        children.push(Box::pin(record(tx, experiment_id, child, Some(run.id))).await?);
+        children.push(Box::pin(record(tx, recording, child, Some(run.id))).await?);
     }
     Ok(CreatedRun { run, children })
 }

@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod error;
 pub mod ids;
 pub mod job;
+pub mod metrics;
 pub mod params;
 pub mod settings;
 pub mod status;

@@ -27,12 +27,15 @@ pub fn shared_data_dir() -> PathBuf {
     dir.canonicalize().unwrap()
 }
 
-/// With `CAIRN_TEST_LOG` set (a `tracing` filter such as `info`), the in-process services log
-/// to the test's output.
+/// In-process workers keep their run logs, as the worker process does. With `CAIRN_TEST_LOG`
+/// set (a `tracing` filter such as `info`), the in-process services also log to the test's
+/// output.
 fn init_test_logging() {
-    if let Ok(filter) = std::env::var("CAIRN_TEST_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
-    }
+    use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
+    let output = std::env::var("CAIRN_TEST_LOG").ok().map(|filter| {
+        tracing_subscriber::fmt::layer().with_test_writer().with_filter(tracing_subscriber::EnvFilter::new(filter))
+    });
+    let _ = tracing_subscriber::registry().with(cairn_trainer::run_log::layer()).with(output).try_init();
 }
 
 fn admin_url() -> String {

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod model;
 pub mod optim;
 pub mod pruning;
+pub mod run_log;
 pub mod settings;
 pub mod store;
 pub mod training;

@@ -43,6 +43,7 @@ impl Worker {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         tch::set_num_threads(settings.torch_threads);
         let pool = cairn_process::connect_postgres(settings.database_url.expose()).await?;
+        crate::run_log::start(&pool);
         let store = Store::new(pool);
         let device = device::available();
         let described = device::describe(device);

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 #[serde(default)]
 pub struct TrainForm {
     pub csrf: String,
+    /// Optional: what tables and chart legends call the run.
+    pub name: String,
     pub dataset: String,
     pub train_start: String,
     pub train_end: String,
@@ -131,7 +133,8 @@ impl TrainForm {
             model_children(&mut grandchildren);
             children.push(child(RunKind::Prune, prune, grandchildren));
         }
-        Ok(RunSubmission { children, ..child(RunKind::Train, params, Vec::new()) })
+        let name = Some(self.name.trim().to_owned()).filter(|name| !name.is_empty());
+        Ok(RunSubmission { name, children, ..child(RunKind::Train, params, Vec::new()) })
     }
 
     /// The form field an error about `field` of the submission belongs next to.
@@ -150,7 +153,7 @@ impl TrainForm {
 }
 
 fn child(kind: RunKind, params: Value, children: Vec<RunSubmission>) -> RunSubmission {
-    RunSubmission { kind, params, parent_run_id: None, queue: None, priority: None, children }
+    RunSubmission { kind, name: None, params, parent_run_id: None, queue: None, priority: None, children }
 }
 
 fn integer(errors: &mut FieldErrors, field: &str, text: &str) -> Option<i64> {

@@ -1,6 +1,7 @@
 use super::{
     chart::{self, Series},
     forms::{FieldErrors, TrainForm},
+    table::{TableParams, TableState},
     tradeoff,
     view::*,
 };
@@ -9,13 +10,11 @@ use crate::{
     error::ApiError,
     routes::{NewExperiment, artifact_download, cancel_run as cancel, create_experiment as create, read_artifact},
     startup::AppState,
-    store::{self, metrics::Series as MetricSeries, runs::ListFilter},
+    store::{self, metrics::Series as MetricSeries, table::TableQuery},
     submit::submit_run as submit,
 };
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, http::StatusCode, web};
 use serde::Deserialize;
-
-const RUNS_PER_PAGE: i64 = 100;
 
 async fn teams(state: &AppState, user_id: i64) -> Result<Vec<TeamChoice>, PageError> {
     Ok(sqlx::query_as(
@@ -69,42 +68,35 @@ pub async fn create_experiment_form(
                 description: form.description,
                 error: Some(err.message()),
             };
-            Ok(HttpResponse::UnprocessableEntity().content_type("text/html; charset=utf-8").body(render(&page)?))
+            html(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(err) => Err(err.into()),
     }
-}
-
-#[derive(Deserialize)]
-pub struct PageQuery {
-    before: Option<i64>,
 }
 
 pub async fn experiment_page(
     state: web::Data<AppState>,
     who: SessionUser,
     id: web::Path<i64>,
-    query: web::Query<PageQuery>,
-) -> Result<ExperimentPage, PageError> {
+    params: web::Query<TableParams>,
+) -> Result<HttpResponse, PageError> {
     let experiment = access::experiment(&state.pool, who.user_id, *id, Role::Viewer).await?;
-    let filter = ListFilter {
-        user_id: who.user_id,
-        experiment_id: Some(experiment.id),
-        status: None,
-        before_id: query.before,
-        limit: RUNS_PER_PAGE,
-    };
-    let rows = store::runs::list(&state.pool, &filter).await?;
-    let next_before = (rows.len() as i64 == RUNS_PER_PAGE).then(|| rows.last().map(|row| row.run.id)).flatten();
+    let table = TableState::from_params(&format!("/experiments/{}", experiment.id), Vec::new(), &params);
+    let query = TableQuery { experiment_id: Some(experiment.id), ..table.query(who.user_id) };
+    let page = store::table::page(&state.pool, &query).await?;
+    let ids: Vec<i64> = page.runs.iter().map(|line| line.run.id).collect();
+    let values = store::table::metric_values(&state.pool, &ids, &table.metrics).await?;
     let measured = store::tradeoffs::measured(&state.pool, experiment.id).await?;
-    Ok(ExperimentPage {
+    let page = ExperimentPage {
         nav: Nav::of(&who),
+        metric_keys: store::table::metric_keys(&state.pool, experiment.id).await?,
+        table: table.view(page, &values, false),
+        table_hidden: Vec::new(),
         experiment,
-        runs: rows.iter().map(RunLine::new).collect(),
-        next_before,
         tradeoff: tradeoff::lines(&measured),
         tradeoff_charts: tradeoff::charts(&measured),
-    })
+    };
+    html(if table.filter_error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK }, &page)
 }
 
 pub async fn new_run_page(
@@ -144,7 +136,7 @@ pub async fn submit_run_form(
         Err(errors) => errors,
     };
     let page = NewRunPage { nav: Nav::of(&who), experiment, form, errors, datasets: state.data_dir.available() };
-    Ok(HttpResponse::UnprocessableEntity().content_type("text/html; charset=utf-8").body(render(&page)?))
+    html(StatusCode::UNPROCESSABLE_ENTITY, &page)
 }
 
 pub async fn download_artifact(
@@ -170,6 +162,8 @@ pub async fn run_page(state: web::Data<AppState>, who: SessionUser, id: web::Pat
     let steps_per_epoch = steps_per_epoch(&run.params);
     let (parent, children) = store::runs::lineage(&state.pool, &run).await?;
     let (parent, children) = (parent.as_ref().map(RunLine::new), children.iter().map(RunLine::new).collect());
+    let attempts = store::runs::attempts(&state.pool, run.id).await?;
+    let (log, log_total) = store::logs::tail(&state.pool, run.id).await?;
     let confusion = match artifacts.iter().find(|a| a.kind == "confusion_matrix") {
         Some(artifact) => {
             let (_, bytes) = read_artifact(&state, artifact).await?;
@@ -183,6 +177,9 @@ pub async fn run_page(state: web::Data<AppState>, who: SessionUser, id: web::Pat
         parent,
         children,
         confusion,
+        attempts,
+        log,
+        log_total,
         nav: Nav::of(&who),
         live: status.is_some_and(|s| !s.is_finished()),
         cancellable: status.is_some_and(|s| !s.is_finished()) && run.cancel_requested_at.is_none(),
@@ -194,6 +191,31 @@ pub async fn run_page(state: web::Data<AppState>, who: SessionUser, id: web::Pat
         experiment,
         run,
     })
+}
+
+#[derive(Deserialize)]
+pub struct SeriesQuery {
+    key: Option<String>,
+}
+
+/// `/runs/{id}/metrics.csv`: the raw points of a run (or of one key), never downsampled.
+pub async fn metrics_csv(
+    state: web::Data<AppState>,
+    who: SessionUser,
+    id: web::Path<i64>,
+    query: web::Query<SeriesQuery>,
+) -> Result<HttpResponse, PageError> {
+    let run = access::run(&state.pool, who.user_id, *id, Role::Viewer).await?;
+    let series = store::metrics::series(&state.pool, run.id, query.key.as_deref()).await?;
+    let mut csv = String::from("key,step,value,recorded_at\r\n");
+    for s in &series {
+        // Keys are checked on ingest (no commas, quotes or line breaks), so they need no quoting.
+        for point in &s.points {
+            csv.push_str(&format!("{},{},{},{}\r\n", s.key, point.step, point.value, point.recorded_at.to_rfc3339()));
+        }
+    }
+    let file = format!("attachment; filename=\"run-{}-metrics.csv\"", run.id);
+    Ok(HttpResponse::Ok().content_type("text/csv; charset=utf-8").insert_header(("content-disposition", file)).body(csv))
 }
 
 pub async fn cancel_run_form(
@@ -211,6 +233,12 @@ pub async fn cancel_run_form(
 
 pub fn render(page: &impl askama::Template) -> Result<String, PageError> {
     page.render().map_err(|err| PageError(ApiError::Internal(err.to_string())))
+}
+
+/// A rendered page with a status of the handler's choosing (422 for a form with errors, 400
+/// for a bad filter).
+pub fn html(status: StatusCode, page: &impl askama::Template) -> Result<HttpResponse, PageError> {
+    Ok(HttpResponse::build(status).content_type("text/html; charset=utf-8").body(render(page)?))
 }
 
 fn steps_per_epoch(params: &serde_json::Value) -> Option<f64> {
@@ -253,28 +281,38 @@ fn summary(series: &MetricSeries) -> SeriesSummary {
     }
 }
 
-/// Loss against training step (per-epoch losses placed at the end of their epoch), and
-/// validation accuracy against epoch.
+/// The keys drawn together on the first two charts.
+const TRAINING_KEYS: [&str; 4] = ["train_loss", "epoch_train_loss", "val_loss", "val_accuracy"];
+
+/// Loss against training step (per-epoch losses placed at the end of their epoch), validation
+/// accuracy against epoch, then one chart for every other key with more than one point (keys
+/// with one value are in the metrics table).
 fn charts(series: &[MetricSeries], steps_per_epoch: Option<f64>) -> Vec<chart::Chart> {
-    let points = |key: &str, scale: f64| -> Option<Series> {
+    let points = |key: &str, style: usize, scale: f64| -> Option<Series> {
         let s = find(series, key)?;
         Some(Series {
             label: key.replace('_', " "),
+            style,
             points: s.points.iter().map(|p| (p.step as f64 * scale, p.value)).collect(),
         })
     };
     let epoch_scale = steps_per_epoch.unwrap_or(1.0);
     let losses: Vec<Series> =
-        [points("train_loss", 1.0), points("epoch_train_loss", epoch_scale), points("val_loss", epoch_scale)]
+        [points("train_loss", 0, 1.0), points("epoch_train_loss", 1, epoch_scale), points("val_loss", 2, epoch_scale)]
             .into_iter()
             .flatten()
             .collect();
-    let accuracy: Vec<Series> = points("val_accuracy", 1.0).into_iter().collect();
+    let accuracy: Vec<Series> = points("val_accuracy", 0, 1.0).into_iter().collect();
+    let others = series.iter().filter(|s| s.points.len() > 1 && !TRAINING_KEYS.contains(&s.key.as_str())).map(|s| {
+        let points = s.points.iter().map(|p| (p.step as f64, p.value)).collect();
+        chart::line_chart(&s.key, "step", &s.key, vec![Series { label: s.key.clone(), style: 0, points }])
+    });
     [
         chart::line_chart("Loss", "step", "cross-entropy", losses),
         chart::line_chart("Validation accuracy", "epoch", "accuracy (fraction)", accuracy),
     ]
     .into_iter()
+    .chain(others)
     .flatten()
     .collect()
 }

@@ -2,6 +2,7 @@
 use super::{
     chart::Chart,
     forms::{FieldErrors, TrainForm},
+    table::TableView,
     tradeoff::TradeoffLine,
 };
 use crate::{
@@ -10,7 +11,8 @@ use crate::{
     routes::TokenInfo,
     store::{
         experiments::{Experiment, ExperimentSummary},
-        runs::{Artifact, Run, RunRow},
+        logs::LogLine,
+        runs::{Artifact, Attempt, Run, RunRow},
     },
 };
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
@@ -78,8 +80,11 @@ pub struct ExperimentsPage {
 pub struct ExperimentPage {
     pub nav: Nav,
     pub experiment: Experiment,
-    pub runs: Vec<RunLine>,
-    pub next_before: Option<i64>,
+    pub table: TableView,
+    /// Query parameters the table's filter form keeps (none here).
+    pub table_hidden: Vec<(String, String)>,
+    /// The experiment's metric keys, offered as columns.
+    pub metric_keys: Vec<String>,
     /// Every measured model of the experiment, most accurate first, and its charts.
     pub tradeoff: Vec<TradeoffLine>,
     pub tradeoff_charts: Vec<Chart>,
@@ -111,6 +116,10 @@ pub struct RunPage {
     pub children: Vec<RunLine>,
     /// An evaluate run's confusion matrix: rows are the true class, columns the predicted.
     pub confusion: Option<Vec<Vec<i64>>>,
+    pub attempts: Vec<Attempt>,
+    /// The last lines the worker logged for this run, and how many it logged in all.
+    pub log: Vec<LogLine>,
+    pub log_total: i64,
     /// Queued or running: the page reloads itself until the run ends.
     pub live: bool,
     pub cancellable: bool,
@@ -123,38 +132,21 @@ pub struct ErrorPage {
     pub message: String,
 }
 
-/// One row of a runs table.
+/// A run of a lineage table: the run's parent or one of its children.
 pub struct RunLine {
     pub id: i64,
     pub kind: String,
-    pub parent: Option<i64>,
     pub status: String,
-    pub dataset: String,
-    pub epochs: String,
-    pub batch_size: String,
-    pub learning_rate: String,
-    pub optimizer: String,
     pub accuracy: String,
-    pub duration: String,
-    pub created: String,
 }
 
 impl RunLine {
     pub fn new(row: &RunRow) -> Self {
-        let param = |name: &str| row.run.params.get(name).map(plain).unwrap_or_default();
         Self {
             id: row.run.id,
             kind: row.run.kind.clone(),
-            parent: row.run.parent_run_id,
             status: row.run.status.clone(),
-            dataset: param("dataset"),
-            epochs: param("epochs"),
-            batch_size: param("batch_size"),
-            learning_rate: param("learning_rate"),
-            optimizer: param("optimizer"),
             accuracy: row.accuracy.map(percent).unwrap_or_default(),
-            duration: row.run.duration_seconds().map(seconds).unwrap_or_default(),
-            created: timestamp(&row.run.created_at),
         }
     }
 }

@@ -25,8 +25,9 @@ pub struct ExperimentSummary {
     pub succeeded: i64,
     pub failed: i64,
     pub cancelled: i64,
-    /// The best final validation accuracy among its runs.
-    pub best_val_accuracy: Option<f64>,
+    /// Its main metric: the best accuracy among its runs (the last validation accuracy of a
+    /// train run, the accuracy an evaluation measured).
+    pub best_accuracy: Option<f64>,
     pub last_activity_at: DateTime<Utc>,
 }
 
@@ -90,14 +91,14 @@ pub async fn list(pool: &PgPool, user_id: i64) -> sqlx::Result<Vec<ExperimentSum
                 count(r.id) FILTER (WHERE r.status = 'succeeded') AS succeeded,
                 count(r.id) FILTER (WHERE r.status = 'failed') AS failed,
                 count(r.id) FILTER (WHERE r.status = 'cancelled') AS cancelled,
-                max(acc.value) AS best_val_accuracy,
+                max(best.value) AS best_accuracy,
                 greatest(e.created_at, max(coalesce(r.finished_at, r.started_at, r.created_at))) AS last_activity_at
          FROM experiments e
          LEFT JOIN runs r ON r.experiment_id = e.id
          LEFT JOIN LATERAL (
-             SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key = 'val_accuracy'
-             ORDER BY m.step DESC LIMIT 1
-         ) acc ON true
+             SELECT max(s.last_value) AS value FROM run_metrics s
+             WHERE s.run_id = r.id AND s.key IN ('val_accuracy', 'accuracy')
+         ) best ON true
          WHERE e.team_id IN (SELECT team_id FROM memberships WHERE user_id = $1)
          GROUP BY e.id
          ORDER BY last_activity_at DESC, e.id DESC",

@@ -56,3 +56,41 @@ pub async fn insert(pool: &PgPool, run_id: i64, keys: &[String], steps: &[i64], 
     .await?;
     Ok(result.rows_affected())
 }
+
+/// One run's summary of one key, kept by the database as points arrive.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Summary {
+    pub run_id: i64,
+    pub key: String,
+    pub last_value: f64,
+    pub points: i64,
+}
+
+/// Every key's summary for each of `run_ids`, ordered by key.
+pub async fn summaries(pool: &PgPool, run_ids: &[i64]) -> sqlx::Result<Vec<Summary>> {
+    sqlx::query_as("SELECT run_id, key, last_value, points FROM run_metrics WHERE run_id = ANY($1) ORDER BY key, run_id")
+        .bind(run_ids)
+        .fetch_all(pool)
+        .await
+}
+
+/// The `(step, value)` points of `keys` for each of `run_ids`, by run and key, in step
+/// order: what a comparison draws.
+pub async fn curves(
+    pool: &PgPool,
+    run_ids: &[i64],
+    keys: &[String],
+) -> sqlx::Result<std::collections::HashMap<(i64, String), Vec<(f64, f64)>>> {
+    use futures_util::TryStreamExt;
+    let mut curves: std::collections::HashMap<(i64, String), Vec<(f64, f64)>> = std::collections::HashMap::new();
+    let mut rows = sqlx::query_as::<_, (i64, String, i64, f64)>(
+        "SELECT run_id, key, step, value FROM metrics WHERE run_id = ANY($1) AND key = ANY($2) ORDER BY run_id, key, step",
+    )
+    .bind(run_ids)
+    .bind(keys)
+    .fetch(pool);
+    while let Some((run_id, key, step, value)) = rows.try_next().await? {
+        curves.entry((run_id, key)).or_default().push((step as f64, value));
+    }
+    Ok(curves)
+}

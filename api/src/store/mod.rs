@@ -1,5 +1,9 @@
 //! The API's queries. Each function is one short statement or one transaction.
-pub mod experiments;
-pub mod metrics;
+#[macro_use]
 pub mod runs;
+pub mod experiments;
+pub mod logs;
+pub mod metrics;
+pub mod queue;
+pub mod table;
 pub mod tradeoffs;

@@ -7,8 +7,9 @@ use sqlx::PgPool;
 /// stay `&'static str` (sqlx 0.9 refuses runtime-built SQL).
 macro_rules! run_columns {
     () => {
-        "r.id, r.experiment_id, r.kind, r.status, r.params, r.parent_run_id, r.queue, r.priority,
-         r.attempt, r.worker_id, r.error, r.cancel_requested_at, r.created_at, r.started_at, r.finished_at"
+        "r.id, r.experiment_id, r.name, r.kind, r.status, r.params, r.parent_run_id, r.queue, r.priority,
+         r.attempt, r.worker_id, r.error, r.cancel_requested_at, r.created_at, r.started_at, r.finished_at,
+         r.submitted_by"
     };
 }
 
@@ -27,6 +28,7 @@ macro_rules! accuracy_join {
 pub struct Run {
     pub id: i64,
     pub experiment_id: i64,
+    pub name: Option<String>,
     pub kind: String,
     pub status: String,
     pub params: serde_json::Value,
@@ -40,6 +42,8 @@ pub struct Run {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The user who submitted it (`None` once that user is deleted).
+    pub submitted_by: Option<i64>,
 }
 
 impl Run {
@@ -67,6 +71,8 @@ pub struct RunRow {
 
 pub struct NewRun<'a> {
     pub experiment_id: i64,
+    pub name: Option<&'a str>,
+    pub submitted_by: i64,
     pub kind: RunKind,
     /// Queued, or waiting for its parent to succeed.
     pub status: RunStatus,
@@ -81,8 +87,8 @@ pub struct NewRun<'a> {
 /// sweep).
 pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Result<Run> {
     let run: Run = sqlx::query_as(concat!(
-        "INSERT INTO runs AS r (experiment_id, kind, params, queue, priority, parent_run_id, status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO runs AS r (experiment_id, kind, params, queue, priority, parent_run_id, status, name, submitted_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          RETURNING ",
         run_columns!(),
         ""
@@ -94,6 +100,8 @@ pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Resul
     .bind(new.priority)
     .bind(new.parent_run_id)
     .bind(new.status.as_str())
+    .bind(new.name)
+    .bind(new.submitted_by)
     .fetch_one(&mut *tx)
     .await?;
     if new.status == RunStatus::Queued {
@@ -249,4 +257,39 @@ pub async fn artifacts(pool: &PgPool, run_id: i64) -> sqlx::Result<Vec<Artifact>
         .bind(run_id)
         .fetch_all(pool)
         .await
+}
+
+/// Those of `ids` that `user_id` may read (runs of the user's teams), in no particular order.
+pub async fn visible(pool: &PgPool, user_id: i64, ids: &[i64]) -> sqlx::Result<Vec<Run>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs r JOIN experiments e ON e.id = r.experiment_id
+         JOIN memberships m ON m.team_id = e.team_id AND m.user_id = $2
+         WHERE r.id = ANY($1)"
+    ))
+    .bind(ids)
+    .bind(user_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// One attempt of a run: which worker ran it, when, and how it ended.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Attempt {
+    pub attempt: i32,
+    pub worker_id: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+}
+
+pub async fn attempts(pool: &PgPool, run_id: i64) -> sqlx::Result<Vec<Attempt>> {
+    sqlx::query_as(
+        "SELECT attempt, worker_id, started_at, ended_at, outcome, error FROM run_attempts WHERE run_id = $1 ORDER BY attempt",
+    )
+    .bind(run_id)
+    .fetch_all(pool)
+    .await
 }
