@@ -3,6 +3,8 @@
 //! creates is removed when its `TestEnv` drops, whether the test passed or not.
 #![allow(clippy::unwrap_used)]
 
+pub mod webdriver;
+
 use cairn_domain::settings::Secret;
 use serde_json::{Value, json};
 use sqlx::{PgPool, postgres::PgPoolOptions};

@@ -214,9 +214,12 @@ async fn insert(pool: &PgPool, lines: &[Line]) -> sqlx::Result<()> {
     let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
     sqlx::query(
         "INSERT INTO run_logs (run_id, attempt, at, level, message)
-         SELECT l.* FROM UNNEST($1::int8[], $2::int4[], $3::timestamptz[], $4::text[], $5::text[])
-             AS l (run_id, attempt, at, level, message)
-         WHERE EXISTS (SELECT 1 FROM runs WHERE runs.id = l.run_id)",
+         SELECT l.run_id, l.attempt, l.at, l.level, l.message
+         FROM UNNEST($1::int8[], $2::int4[], $3::timestamptz[], $4::text[], $5::text[])
+             WITH ORDINALITY AS l (run_id, attempt, at, level, message, n)
+         WHERE EXISTS (SELECT 1 FROM runs WHERE runs.id = l.run_id)
+         -- The join may reorder rows; ids must follow the order lines were logged in.
+         ORDER BY l.n",
     )
     .bind(&run_ids)
     .bind(&attempts)
