@@ -66,3 +66,15 @@ CREATE TABLE run_logs (
 );
 
 CREATE INDEX run_logs_run_idx ON run_logs (run_id, id);
+
+-- Long curves as charts draw them (downsampled to about 1,000 points), cached on first view
+-- and valid while `points` equals the run's point count for the key in `run_metrics`: a
+-- finished run's curves are read from here, not rebuilt from every point on each view.
+CREATE TABLE metric_overviews (
+    run_id BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    key    TEXT NOT NULL,
+    points BIGINT NOT NULL,
+    steps  DOUBLE PRECISION[] NOT NULL,
+    values DOUBLE PRECISION[] NOT NULL,
+    PRIMARY KEY (run_id, key)
+);

@@ -181,6 +181,24 @@ async fn compare_marks_differences_and_the_best_and_refuses_bad_selections() {
     assert!(accuracy_row.contains("<td class=\"num best\">0.9500</td>"), "highest accuracy is best: {accuracy_row}");
     assert_eq!(html.matches("path class=\"series\"").count(), 4, "two curves on each of two charts");
 
+    // Curves are cached as drawn; a point logged later makes the cache stale and it is rebuilt.
+    let cached = |run: i64| {
+        let pool = env.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT points FROM metric_overviews WHERE run_id = $1 AND key = 'val_loss'")
+                .bind(run)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(cached(a).await, 3);
+    sqlx::query("INSERT INTO metrics (run_id, key, step, value) VALUES ($1, 'val_loss', 4, 0.01)").bind(a).execute(&env.pool).await.unwrap();
+    let (_, html) = env.page(&browser, &format!("/compare?runs={a},{b}")).await;
+    assert_eq!(cached(a).await, 4, "the stale curve was rebuilt");
+    let loss_row = html.split("<th>val_loss</th>").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(loss_row.contains("<td class=\"num best\">0.0100</td>"), "{loss_row}");
+
     let (status, html) = env.page(&browser, &format!("/compare?runs={a}")).await;
     assert_eq!(status, 400);
     assert!(html.contains("pick 2 to 50 runs"));

@@ -31,6 +31,16 @@ pub struct Series {
     pub label: String,
     pub style: usize,
     pub points: Vec<(f64, f64)>,
+    /// How many points the series has in all: more than `points` when they come
+    /// downsampled already.
+    pub total: usize,
+}
+
+impl Series {
+    /// A series of every point it has.
+    pub fn whole(label: String, style: usize, points: Vec<(f64, f64)>) -> Self {
+        Self { label, style, total: points.len(), points }
+    }
 }
 
 pub struct Chart {
@@ -90,7 +100,7 @@ impl Chart {
 /// A chart of `series` with shared axes, or `None` when there is nothing finite to draw.
 /// Series longer than `MAX_POINTS` are downsampled, and the chart's note says so.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: Vec<Series>) -> Option<Chart> {
-    let longest = series.iter().map(|s| s.points.len()).max().unwrap_or(0);
+    let longest = series.iter().map(|s| s.total.max(s.points.len())).max().unwrap_or(0);
     let series: Vec<Series> = series
         .into_iter()
         .map(|s| {
@@ -384,9 +394,9 @@ mod tests {
             "step",
             "loss",
             vec![
-                Series { label: "train".into(), style: 0, points: vec![(1.0, 2.0), (2.0, f64::NAN), (3.0, 0.5)] },
-                Series { label: "val".into(), style: 1, points: vec![(3.0, 0.7)] },
-                Series { label: "none".into(), style: 2, points: vec![] },
+                Series::whole("train".into(), 0, vec![(1.0, 2.0), (2.0, f64::NAN), (3.0, 0.5)]),
+                Series::whole("val".into(), 1, vec![(3.0, 0.7)]),
+                Series::whole("none".into(), 2, vec![]),
             ],
         )
         .expect("chart");
@@ -398,16 +408,16 @@ mod tests {
             }
         }
         assert_ne!(chart.lines[0].color, chart.lines[1].color);
-        assert!(line_chart("empty", "x", "y", vec![Series { label: "a".into(), style: 0, points: vec![] }]).is_none());
+        assert!(line_chart("empty", "x", "y", vec![Series::whole("a".into(), 0, vec![])]).is_none());
     }
 
     #[test]
     fn long_series_are_downsampled_and_the_chart_says_so() {
         let points: Vec<(f64, f64)> = (0..10_000).map(|i| (i as f64, (i as f64).sin())).collect();
-        let chart = line_chart("Loss", "step", "loss", vec![Series { label: "a".into(), style: 0, points }]).expect("chart");
+        let chart = line_chart("Loss", "step", "loss", vec![Series::whole("a".into(), 0, points)]).expect("chart");
         assert!(chart.note.as_deref().is_some_and(|note| note.contains("10000 points")), "{:?}", chart.note);
         assert!(chart.lines[0].path.matches('L').count() < 1_000);
-        let short = line_chart("Loss", "step", "loss", vec![Series { label: "a".into(), style: 0, points: vec![(0.0, 1.0)] }]);
+        let short = line_chart("Loss", "step", "loss", vec![Series::whole("a".into(), 0, vec![(0.0, 1.0)])]);
         assert!(short.expect("chart").note.is_none());
     }
 

@@ -4,15 +4,23 @@
 //! params that differ against a chosen metric.
 use super::{
     chart::{self, Chart, Dimension, ParallelChart, Series},
+    downsample::{MAX_POINTS, downsample},
     pages::html,
     view::{Nav, PageError, number, plain},
 };
-use crate::{auth::SessionUser, startup::AppState, store};
+use crate::{
+    auth::SessionUser,
+    startup::AppState,
+    store::{
+        self,
+        metrics::{Overview, Summary},
+    },
+};
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use askama::Template;
 use cairn_domain::metrics::higher_is_better;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub const MAX_RUNS: usize = 50;
 
@@ -147,17 +155,17 @@ pub async fn compare_page(state: web::Data<AppState>, who: SessionUser, request:
         .collect();
 
     let curve_keys: Vec<String> = curve_keys.into_iter().collect();
-    let mut curves = store::metrics::curves(&state.pool, &ids, &curve_keys).await?;
+    let mut curves = overviews(&state, &summaries, &ids, &curve_keys).await?;
     let charts = curve_keys
         .iter()
         .filter_map(|key| {
             let series = heads
                 .iter()
                 .enumerate()
-                .map(|(index, head)| Series {
-                    label: head.label.clone(),
-                    style: index,
-                    points: curves.remove(&(head.id, key.clone())).unwrap_or_default(),
+                .map(|(index, head)| {
+                    let overview = curves.remove(&(head.id, key.clone()));
+                    let total = overview.as_ref().map_or(0, |o| o.points as usize);
+                    Series { label: head.label.clone(), style: index, points: overview.map(|o| o.curve).unwrap_or_default(), total }
                 })
                 .collect();
             chart::line_chart(key, "step", key, series)
@@ -209,6 +217,38 @@ pub async fn compare_page(state: web::Data<AppState>, who: SessionUser, request:
         error: None,
     };
     html(StatusCode::OK, &page)
+}
+
+/// The curves of `keys` for runs `ids` as charts draw them: from the overview cache where it
+/// holds as many points as the run has, rebuilt (and cached) from every point otherwise.
+async fn overviews(
+    state: &AppState,
+    summaries: &[Summary],
+    ids: &[i64],
+    keys: &[String],
+) -> Result<HashMap<(i64, String), Overview>, PageError> {
+    let mut cached = store::metrics::overviews(&state.pool, ids, keys).await?;
+    let stale: Vec<(i64, String)> = summaries
+        .iter()
+        .filter(|s| keys.contains(&s.key))
+        .filter(|s| cached.get(&(s.run_id, s.key.clone())).is_none_or(|o| o.points != s.points))
+        .map(|s| (s.run_id, s.key.clone()))
+        .collect();
+    if stale.is_empty() {
+        return Ok(cached);
+    }
+    let rebuilt: Vec<((i64, String), Overview)> = store::metrics::curves(&state.pool, &stale)
+        .await?
+        .into_iter()
+        .map(|(series, points)| {
+            let finite: Vec<(f64, f64)> = points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+            (series, Overview { points: points.len() as i64, curve: downsample(&finite, MAX_POINTS) })
+        })
+        .collect();
+    let saves = rebuilt.iter().map(|((run_id, key), overview)| store::metrics::save_overview(&state.pool, *run_id, key, overview));
+    futures_util::future::try_join_all(saves).await?;
+    cached.extend(rebuilt);
+    Ok(cached)
 }
 
 fn empty(who: &SessionUser, message: String) -> ComparePage {

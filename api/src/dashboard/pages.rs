@@ -290,11 +290,7 @@ const TRAINING_KEYS: [&str; 4] = ["train_loss", "epoch_train_loss", "val_loss", 
 fn charts(series: &[MetricSeries], steps_per_epoch: Option<f64>) -> Vec<chart::Chart> {
     let points = |key: &str, style: usize, scale: f64| -> Option<Series> {
         let s = find(series, key)?;
-        Some(Series {
-            label: key.replace('_', " "),
-            style,
-            points: s.points.iter().map(|p| (p.step as f64 * scale, p.value)).collect(),
-        })
+        Some(Series::whole(key.replace('_', " "), style, s.points.iter().map(|p| (p.step as f64 * scale, p.value)).collect()))
     };
     let epoch_scale = steps_per_epoch.unwrap_or(1.0);
     let losses: Vec<Series> =
@@ -305,7 +301,7 @@ fn charts(series: &[MetricSeries], steps_per_epoch: Option<f64>) -> Vec<chart::C
     let accuracy: Vec<Series> = points("val_accuracy", 0, 1.0).into_iter().collect();
     let others = series.iter().filter(|s| s.points.len() > 1 && !TRAINING_KEYS.contains(&s.key.as_str())).map(|s| {
         let points = s.points.iter().map(|p| (p.step as f64, p.value)).collect();
-        chart::line_chart(&s.key, "step", &s.key, vec![Series { label: s.key.clone(), style: 0, points }])
+        chart::line_chart(&s.key, "step", &s.key, vec![Series::whole(s.key.clone(), 0, points)])
     });
     [
         chart::line_chart("Loss", "step", "cross-entropy", losses),

@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Point {
@@ -74,23 +75,60 @@ pub async fn summaries(pool: &PgPool, run_ids: &[i64]) -> sqlx::Result<Vec<Summa
         .await
 }
 
-/// The `(step, value)` points of `keys` for each of `run_ids`, by run and key, in step
-/// order: what a comparison draws.
-pub async fn curves(
-    pool: &PgPool,
-    run_ids: &[i64],
-    keys: &[String],
-) -> sqlx::Result<std::collections::HashMap<(i64, String), Vec<(f64, f64)>>> {
-    use futures_util::TryStreamExt;
-    let mut curves: std::collections::HashMap<(i64, String), Vec<(f64, f64)>> = std::collections::HashMap::new();
-    let mut rows = sqlx::query_as::<_, (i64, String, i64, f64)>(
-        "SELECT run_id, key, step, value FROM metrics WHERE run_id = ANY($1) AND key = ANY($2) ORDER BY run_id, key, step",
+/// A curve as charts draw it, and how many points the run had when it was made.
+pub struct Overview {
+    pub points: i64,
+    pub curve: Vec<(f64, f64)>,
+}
+
+/// The cached overviews of `keys` for `run_ids`, by run and key (see `metric_overviews`).
+pub async fn overviews(pool: &PgPool, run_ids: &[i64], keys: &[String]) -> sqlx::Result<HashMap<(i64, String), Overview>> {
+    let rows: Vec<(i64, String, i64, Vec<f64>, Vec<f64>)> = sqlx::query_as(
+        "SELECT run_id, key, points, steps, values FROM metric_overviews WHERE run_id = ANY($1) AND key = ANY($2)",
     )
     .bind(run_ids)
     .bind(keys)
-    .fetch(pool);
-    while let Some((run_id, key, step, value)) = rows.try_next().await? {
-        curves.entry((run_id, key)).or_default().push((step as f64, value));
-    }
-    Ok(curves)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(run_id, key, points, steps, values)| ((run_id, key), Overview { points, curve: steps.into_iter().zip(values).collect() }))
+        .collect())
+}
+
+/// Keeps an overview made from `points` points of a run's key.
+pub async fn save_overview(pool: &PgPool, run_id: i64, key: &str, overview: &Overview) -> sqlx::Result<()> {
+    let (steps, values): (Vec<f64>, Vec<f64>) = overview.curve.iter().copied().unzip();
+    sqlx::query(
+        "INSERT INTO metric_overviews (run_id, key, points, steps, values) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (run_id, key) DO UPDATE SET points = $3, steps = $4, values = $5",
+    )
+    .bind(run_id)
+    .bind(key)
+    .bind(overview.points)
+    .bind(&steps)
+    .bind(&values)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Every `(step, value)` point of the given `(run, key)` pairs, in step order. Each curve
+/// arrives as two arrays: far cheaper to decode than one row per point.
+pub async fn curves(pool: &PgPool, pairs: &[(i64, String)]) -> sqlx::Result<HashMap<(i64, String), Vec<(f64, f64)>>> {
+    let (run_ids, keys): (Vec<i64>, Vec<String>) = pairs.iter().cloned().unzip();
+    let rows: Vec<(i64, String, Vec<f64>, Vec<f64>)> = sqlx::query_as(
+        // One index scan per curve, in step order: no sort, so nothing spills to disk.
+        "SELECT p.run_id, p.key, c.steps, c.values
+         FROM unnest($1::int8[], $2::text[]) AS p (run_id, key)
+         CROSS JOIN LATERAL (
+             SELECT coalesce(array_agg(s.step::float8), '{}') AS steps, coalesce(array_agg(s.value), '{}') AS values
+             FROM (SELECT m.step, m.value FROM metrics m WHERE m.run_id = p.run_id AND m.key = p.key ORDER BY m.step) s
+         ) c",
+    )
+    .bind(&run_ids)
+    .bind(&keys)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(run_id, key, steps, values)| ((run_id, key), steps.into_iter().zip(values).collect())).collect())
 }
