@@ -8,14 +8,18 @@
 //!
 //! Names: training, ingest, queue, dashboard, load (load also measures memory).
 mod dashboard;
+mod ingest;
+mod load;
+mod queue;
 mod stack;
 mod stats;
+mod training;
 
 use anyhow::bail;
 use serde::Serialize;
 use stats::Summary;
 
-const BENCHMARKS: &[&str] = &["dashboard"];
+const BENCHMARKS: &[&str] = &["training", "ingest", "queue", "dashboard", "load"];
 
 pub struct Options {
     /// Fewer repetitions and shorter runs: under 5 minutes, for development.
@@ -89,9 +93,25 @@ impl Row {
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse()?;
     let mut rows = Vec::new();
+    if options.wants("training") {
+        eprintln!("==> training throughput against PyTorch eager");
+        rows.extend(training::run(&options).await?);
+    }
+    if options.wants("ingest") {
+        eprintln!("==> metric ingest against COPY");
+        rows.extend(ingest::run(&options).await?);
+    }
+    if options.wants("queue") {
+        eprintln!("==> queue latency and throughput");
+        rows.extend(queue::run(&options).await?);
+    }
     if options.wants("dashboard") {
         eprintln!("==> dashboard render times");
         rows.extend(dashboard::run(&options).await?);
+    }
+    if options.wants("load") {
+        eprintln!("==> the API under load");
+        rows.extend(load::run(&options).await?);
     }
     let table = markdown_table(&rows);
     if options.json {
