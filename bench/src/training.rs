@@ -23,7 +23,7 @@ struct Trained {
 }
 
 pub async fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
-    let (epochs, repetitions) = if options.quick { (1, 1) } else { (2, 3) };
+    let (epochs, repetitions) = if options.quick { (1, 1) } else { (2, 5) };
     let data = data_dir().join("mnist");
     let reference = PathBuf::from(std::env::var("CAIRN_REFERENCE_SCRIPT").unwrap_or_else(|_| "../shared/bench/pytorch_reference.py".into()));
     if !reference.exists() || !data.exists() {

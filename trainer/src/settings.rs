@@ -43,7 +43,7 @@ impl Settings {
             artifact_dir: env_or("CAIRN_ARTIFACT_DIR", PathBuf::from("artifacts"))?,
             worker_id: env_or("CAIRN_WORKER_ID", format!("{host}-{}", ulid::Ulid::generate()))?,
             torch_threads: env_or("CAIRN_TORCH_THREADS", threads)?,
-            poll_interval: Duration::from_millis(env_or("CAIRN_POLL_INTERVAL_MS", 50)?),
+            poll_interval: Duration::from_millis(env_or("CAIRN_POLL_INTERVAL_MS", 20)?),
             heartbeat_interval: Duration::from_millis(env_or("CAIRN_HEARTBEAT_INTERVAL_MS", 1_000)?),
             lease_duration: Duration::from_secs_f64(env_or("CAIRN_LEASE_SECONDS", 30.0)?),
         })
