@@ -133,7 +133,10 @@ pub fn parse(text: &str) -> Result<Vec<Clause>, FilterError> {
     Ok(clauses)
 }
 
-fn parse_clause<'t>(tokens: &'t [(Token, usize)], text: &str) -> Result<(Clause, &'t [(Token, usize)]), FilterError> {
+/// Tokens with the character position each starts at.
+type Tokens = [(Token, usize)];
+
+fn parse_clause<'t>(tokens: &'t Tokens, text: &str) -> Result<(Clause, &'t Tokens), FilterError> {
     let end = text.chars().count() + 1;
     let (name, name_at) = match tokens.first() {
         Some((Token::Word(name), at)) => (name.as_str(), *at),
@@ -146,9 +149,10 @@ fn parse_clause<'t>(tokens: &'t [(Token, usize)], text: &str) -> Result<(Clause,
         None => return Err(error(end, format!("expected an operator (<, <=, >, >=, =, !=) after `{name}`"))),
     };
     let (value, value_at) = match tokens.get(2) {
-        Some((Token::Word(word), at)) => {
-            (word.parse::<f64>().ok().filter(|v| v.is_finite()).map_or_else(|| Value::Text(word.clone()), Value::Number), *at)
-        }
+        Some((Token::Word(word), at)) => (
+            word.parse::<f64>().ok().filter(|v| v.is_finite()).map_or_else(|| Value::Text(word.clone()), Value::Number),
+            *at,
+        ),
         Some((Token::Quoted(text), at)) => (Value::Text(text.clone()), *at),
         Some((Token::Op(_), at)) => return Err(error(*at, format!("expected a value after `{name}`"))),
         None => return Err(error(end, format!("expected a value after `{name}`"))),
@@ -173,7 +177,11 @@ fn resolve(name: &str, at: usize) -> Result<Target, FilterError> {
         return Ok(Target::Param(path(rest)?));
     }
     if let Some(key) = name.strip_prefix("metrics.").or_else(|| name.strip_prefix("metric.")) {
-        return if key.is_empty() { Err(error(at, "`metrics.` needs a metric key")) } else { Ok(Target::Metric(key.to_owned())) };
+        return if key.is_empty() {
+            Err(error(at, "`metrics.` needs a metric key"))
+        } else {
+            Ok(Target::Metric(key.to_owned()))
+        };
     }
     let name = ALIASES.iter().find(|(alias, _)| *alias == name).map_or(name, |(_, full)| full);
     if PARAM_NAMES.contains(&name) {
@@ -182,14 +190,22 @@ fn resolve(name: &str, at: usize) -> Result<Target, FilterError> {
     Ok(Target::Metric(name.to_owned()))
 }
 
-fn check(target: &Target, op: Op, value: &Value, name: &str, name_at: usize, value_at: usize) -> Result<(), FilterError> {
+fn check(
+    target: &Target,
+    op: Op,
+    value: &Value,
+    name: &str,
+    name_at: usize,
+    value_at: usize,
+) -> Result<(), FilterError> {
     match (target, value) {
         (Target::Field(_), Value::Number(_)) | (Target::Field(_), Value::Text(_)) if op.is_ordering() => {
             Err(error(name_at, format!("`{name}` is text: compare it with = or !=")))
         }
-        (Target::Field(Field::Status), Value::Text(text)) if text.parse::<RunStatus>().is_err() => {
-            Err(error(value_at, format!("`{text}` is not a status (waiting, queued, running, succeeded, failed, cancelled)")))
-        }
+        (Target::Field(Field::Status), Value::Text(text)) if text.parse::<RunStatus>().is_err() => Err(error(
+            value_at,
+            format!("`{text}` is not a status (waiting, queued, running, succeeded, failed, cancelled)"),
+        )),
         (Target::Field(Field::Kind), Value::Text(text)) if text.parse::<RunKind>().is_err() => Err(error(
             value_at,
             format!("`{text}` is not a run kind (train, evaluate, prune, quantize, ensemble, predict)"),
@@ -271,13 +287,20 @@ mod tests {
             clauses,
             [
                 metric("accuracy", Op::Greater, 0.97),
-                Clause { target: Target::Param(vec!["learning_rate".into()]), op: Op::Less, value: Value::Number(0.01) },
+                Clause {
+                    target: Target::Param(vec!["learning_rate".into()]),
+                    op: Op::Less,
+                    value: Value::Number(0.01)
+                },
             ]
         );
         let clauses =
             parse("status = succeeded AND optimizer != 'sgd' and params.fine_tune.epochs >= 1 and metrics.latency_ms/batch_1/median<=0.2 and val_loss<1e-1")
                 .expect("valid");
-        assert_eq!(clauses[0], Clause { target: Target::Field(Field::Status), op: Op::Equal, value: Value::Text("succeeded".into()) });
+        assert_eq!(
+            clauses[0],
+            Clause { target: Target::Field(Field::Status), op: Op::Equal, value: Value::Text("succeeded".into()) }
+        );
         assert_eq!(clauses[1].target, Target::Param(vec!["optimizer".into()]));
         assert_eq!(clauses[1].value, Value::Text("sgd".into()));
         assert_eq!(clauses[2].target, Target::Param(vec!["fine_tune".into(), "epochs".into()]));

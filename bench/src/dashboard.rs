@@ -1,11 +1,7 @@
 //! Dashboard render times, measured as a signed-in browser sees them (request to last byte on
 //! loopback): the compare page of 20 runs with 3 metric keys of 10,000 points each, and the
 //! first page of an experiment's 10,000 runs sorted by a metric.
-use crate::{
-    Options, Row,
-    stack::Stack,
-    stats::Summary,
-};
+use crate::{Options, Row, stack::Stack, stats::Summary};
 use anyhow::{Context, bail};
 use std::time::Instant;
 
@@ -47,7 +43,9 @@ async fn measure(stack: &mut Stack, options: &Options) -> anyhow::Result<Vec<Row
         .await
         .context("runs table")?;
     let filtered_url = format!("{table_url}&filter=val_accuracy+%3E+0.5+and+lr+%3C+0.01");
-    let filtered = time_page(&browser, &filtered_url, 3, repetitions, |html| html.contains("<tr id=\"run-")).await.context("filtered table")?;
+    let filtered = time_page(&browser, &filtered_url, 3, repetitions, |html| html.contains("<tr id=\"run-"))
+        .await
+        .context("filtered table")?;
     Ok(vec![
         Row::timing("Dashboard: compare 20 runs x 3 keys x 10,000 points", compare, TARGET_MS),
         Row::timing("Dashboard: the same, first view (curves rebuilt from 600,000 points)", cold, TARGET_MS),
@@ -105,10 +103,18 @@ async fn seed(stack: &Stack) -> anyhow::Result<(Vec<i64>, i64)> {
                 now() - interval '1 day' + i * interval '1 second', now() - interval '1 day' + i * interval '1 second' + interval '5 minutes'
          FROM generate_series(1, $2) i
          RETURNING id";
-    let compare_ids: Vec<i64> =
-        sqlx::query_scalar(insert_runs).bind(compare_experiment).bind(COMPARED_RUNS).bind(user).fetch_all(&stack.pool).await?;
-    let table_ids: Vec<i64> =
-        sqlx::query_scalar(insert_runs).bind(table_experiment).bind(TABLE_RUNS).bind(user).fetch_all(&stack.pool).await?;
+    let compare_ids: Vec<i64> = sqlx::query_scalar(insert_runs)
+        .bind(compare_experiment)
+        .bind(COMPARED_RUNS)
+        .bind(user)
+        .fetch_all(&stack.pool)
+        .await?;
+    let table_ids: Vec<i64> = sqlx::query_scalar(insert_runs)
+        .bind(table_experiment)
+        .bind(TABLE_RUNS)
+        .bind(user)
+        .fetch_all(&stack.pool)
+        .await?;
     // Curves that fall like losses, with noise, so downsampling has real work to do.
     sqlx::query(
         "INSERT INTO metrics (run_id, key, step, value)

@@ -30,7 +30,10 @@ async fn measure(stack: &mut Stack, options: &Options) -> anyhow::Result<Vec<Row
             let api = through_api(stack, api_runs, batch, points_per_writer).await?;
             let copy = through_copy(stack, copy_runs, batch, points_per_writer).await?;
             rows.push(Row {
-                name: format!("Metric ingest, batches of {batch}, {writers} concurrent client{}", if writers > 1 { "s" } else { "" }),
+                name: format!(
+                    "Metric ingest, batches of {batch}, {writers} concurrent client{}",
+                    if writers > 1 { "s" } else { "" }
+                ),
                 value: api,
                 unit: "points/s".into(),
                 comparison_label: "COPY into Postgres, points/s (target: within 2x)".into(),
@@ -49,7 +52,13 @@ async fn new_runs(stack: &Stack, experiment: i64, count: usize) -> anyhow::Resul
     let mut ids = Vec::with_capacity(count);
     for _ in 0..count {
         let body = json!({"kind": "train", "params": {"dataset": "synthetic-digits", "train_range": [0, 64], "validation_range": [64, 96]}});
-        let run: Value = client.post(stack.url(&format!("/api/v1/experiments/{experiment}/runs"))).json(&body).send().await?.json().await?;
+        let run: Value = client
+            .post(stack.url(&format!("/api/v1/experiments/{experiment}/runs")))
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
         ids.push(run["id"].as_i64().with_context(|| format!("submitting: {run}"))?);
     }
     Ok(ids)
@@ -122,7 +131,9 @@ async fn through_copy(stack: &Stack, runs: &[i64], batch: usize, points: usize) 
         async move {
             let mut connection = pool.acquire().await?;
             for chunk in chunks {
-                let mut copy = connection.copy_in_raw("COPY metrics (run_id, key, step, value) FROM STDIN WITH (FORMAT csv)").await?;
+                let mut copy = connection
+                    .copy_in_raw("COPY metrics (run_id, key, step, value) FROM STDIN WITH (FORMAT csv)")
+                    .await?;
                 copy.send(chunk.into_bytes()).await?;
                 copy.finish().await?;
             }

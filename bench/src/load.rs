@@ -37,7 +37,8 @@ async fn measure(stack: &mut Stack, options: &Options) -> anyhow::Result<Vec<Row
 
     let started = Instant::now();
     let clients = (0..CLIENTS).map(|index| {
-        let (client, session, runs, submit_url, body) = (client.clone(), session.clone(), runs.clone(), submit_url.clone(), body.clone());
+        let (client, session, runs, submit_url, body) =
+            (client.clone(), session.clone(), runs.clone(), submit_url.clone(), body.clone());
         let base = stack.url("");
         async move {
             let mut seen = Seen::default();
@@ -77,13 +78,19 @@ async fn measure(stack: &mut Stack, options: &Options) -> anyhow::Result<Vec<Row
     let peak = crate::stack::peak_rss_bytes(api).unwrap_or(0) as f64 / (1 << 20) as f64;
     Ok(vec![
         Row {
-            name: format!("API under load: {CLIENTS} clients, {} s, 45% REST reads, 45% run pages, 10% submits", duration.as_secs()),
+            name: format!(
+                "API under load: {CLIENTS} clients, {} s, 45% REST reads, 45% run pages, 10% submits",
+                duration.as_secs()
+            ),
             value: latencies.len() as f64 / elapsed,
             unit: "requests/s".into(),
             comparison_label: "errors (must be 0)".into(),
             comparison: Some(errors as f64),
             ratio: None,
-            detail: format!("p50 {:.1} ms, p99 {p99:.1} ms, max {:.1} ms, {} requests", summary.median, summary.max, summary.samples),
+            detail: format!(
+                "p50 {:.1} ms, p99 {p99:.1} ms, max {:.1} ms, {} requests",
+                summary.median, summary.max, summary.samples
+            ),
             summary: Some(summary),
         },
         Row {

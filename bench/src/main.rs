@@ -38,7 +38,8 @@ impl Options {
                 "--json" => options.json = true,
                 "--only" => {
                     let names = args.next().unwrap_or_default();
-                    options.only = names.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+                    options.only =
+                        names.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
                     if let Some(unknown) = options.only.iter().find(|n| !BENCHMARKS.contains(&n.as_str())) {
                         bail!("--only: unknown benchmark `{unknown}`; expected some of {}", BENCHMARKS.join(", "));
                     }
@@ -127,14 +128,24 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn markdown_table(rows: &[Row]) -> String {
-    let mut table = String::from("| Benchmark | Cairn | Compared with | Ratio (>= 1: Cairn meets or beats it) | Spread |\n|---|---|---|---|---|\n");
+    let mut table = String::from(
+        "| Benchmark | Cairn | Compared with | Ratio (>= 1: Cairn meets or beats it) | Spread |\n|---|---|---|---|---|\n",
+    );
     for row in rows {
         let comparison = match row.comparison {
             Some(value) => format!("{} ({})", number(value), row.comparison_label),
             None => row.comparison_label.clone(),
         };
         let ratio = row.ratio.map_or_else(|| "–".to_owned(), |r| format!("{r:.2}"));
-        table.push_str(&format!("| {} | {} {} | {} | {} | {} |\n", row.name, number(row.value), row.unit, comparison, ratio, row.detail));
+        table.push_str(&format!(
+            "| {} | {} {} | {} | {} | {} |\n",
+            row.name,
+            number(row.value),
+            row.unit,
+            comparison,
+            ratio,
+            row.detail
+        ));
     }
     table
 }
@@ -157,12 +168,19 @@ fn benchmarks_file(table: &str) -> String {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_owned()))
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
         .unwrap_or_else(|| "an unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let memory_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|info| info.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|info| {
+            info.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
     format!("{cpu}, {cores} cores, {memory_gib:.0} GiB")
 }

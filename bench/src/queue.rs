@@ -68,7 +68,10 @@ async fn measure(stack: &mut Stack, options: &Options) -> anyhow::Result<Vec<Row
             comparison_label: format!("target: median under {TARGET_MS} ms"),
             comparison: Some(TARGET_MS),
             ratio: Some(TARGET_MS / latency.median),
-            detail: format!("p95 {:.1} ms, min {:.1}, max {:.1}, {} tiny runs", latency.p95, latency.min, latency.max, latency.samples),
+            detail: format!(
+                "p95 {:.1} ms, min {:.1}, max {:.1}, {} tiny runs",
+                latency.p95, latency.min, latency.max, latency.samples
+            ),
             summary: Some(latency),
         },
         Row {
@@ -94,10 +97,11 @@ async fn wait_finished(stack: &Stack, ids: &[i64], timeout: Duration) -> anyhow:
         .fetch_one(&stack.pool)
         .await?;
         if unfinished == 0 {
-            let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM runs WHERE id = ANY($1) AND status <> 'succeeded'")
-                .bind(ids)
-                .fetch_one(&stack.pool)
-                .await?;
+            let failed: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM runs WHERE id = ANY($1) AND status <> 'succeeded'")
+                    .bind(ids)
+                    .fetch_one(&stack.pool)
+                    .await?;
             if failed > 0 {
                 bail!("{failed} tiny runs did not succeed");
             }

@@ -28,12 +28,14 @@ pub struct Stack {
 impl Stack {
     /// A migrated database named after `name` with an admin user, and nothing running yet.
     pub async fn new(name: &str) -> anyhow::Result<Self> {
-        let server = std::env::var("CAIRN_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/cairn".into());
+        let server =
+            std::env::var("CAIRN_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/cairn".into());
         let server = server.rsplit_once('/').map_or(server.as_str(), |(server, _)| server).to_owned();
         let id = ulid::Ulid::generate().to_string().to_lowercase();
         let database = format!("cairn_bench_{name}_{id}");
         let admin_url = format!("{server}/postgres");
-        let admin = PgPoolOptions::new().max_connections(1).connect(&admin_url).await.context("connecting to Postgres")?;
+        let admin =
+            PgPoolOptions::new().max_connections(1).connect(&admin_url).await.context("connecting to Postgres")?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{database}\""))).execute(&admin).await?;
         admin.close().await;
         let database_url = format!("{server}/{database}");
@@ -105,7 +107,9 @@ impl Stack {
     /// A worker with `threads` torch threads; returns its pid.
     pub fn start_trainer(&mut self, threads: usize) -> anyhow::Result<u32> {
         let mut command = self.command("cairn-trainer");
-        command.env("CAIRN_TORCH_THREADS", threads.to_string()).env("CAIRN_WORKER_ID", format!("bench-{}", self.processes.len()));
+        command
+            .env("CAIRN_TORCH_THREADS", threads.to_string())
+            .env("CAIRN_WORKER_ID", format!("bench-{}", self.processes.len()));
         self.spawn("cairn-trainer", command)
     }
 
@@ -122,7 +126,8 @@ impl Stack {
 
     /// A cookie-keeping client signed in to the dashboard.
     pub async fn session(&self) -> anyhow::Result<reqwest::Client> {
-        let client = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build()?;
+        let client =
+            reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build()?;
         let response = client.post(self.url("/login")).form(&[("name", USER), ("password", PASSWORD)]).send().await?;
         if response.status().as_u16() != 303 {
             bail!("signing in answered {}", response.status());
@@ -150,7 +155,8 @@ impl Stack {
             .await?;
         let redis_url = std::env::var("CAIRN_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let mut redis = redis::Client::open(redis_url)?.get_multiplexed_async_connection().await?;
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.queue_prefix)).query_async(&mut redis).await?;
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}*", self.queue_prefix)).query_async(&mut redis).await?;
         if !keys.is_empty() {
             let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await?;
         }

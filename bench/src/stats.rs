@@ -18,7 +18,13 @@ impl Summary {
         let mut sorted = samples.to_vec();
         sorted.sort_by(f64::total_cmp);
         let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-        Some(Self { median: at(0.5), p95: at(0.95), min: sorted[0], max: sorted[sorted.len() - 1], samples: sorted.len() })
+        Some(Self {
+            median: at(0.5),
+            p95: at(0.95),
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+            samples: sorted.len(),
+        })
     }
 }
 
@@ -30,7 +36,10 @@ mod tests {
     fn median_and_p95_by_nearest_rank() {
         let samples: Vec<f64> = (1..=100).rev().map(f64::from).collect();
         let summary = Summary::of(&samples).expect("samples");
-        assert_eq!((summary.median, summary.p95, summary.min, summary.max, summary.samples), (51.0, 95.0, 1.0, 100.0, 100));
+        assert_eq!(
+            (summary.median, summary.p95, summary.min, summary.max, summary.samples),
+            (51.0, 95.0, 1.0, 100.0, 100)
+        );
         assert!(Summary::of(&[]).is_none());
     }
 }

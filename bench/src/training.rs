@@ -7,7 +7,7 @@ use crate::{Options, Row, stack::Stack, stats::Summary};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -25,11 +25,14 @@ struct Trained {
 pub async fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
     let (epochs, repetitions) = if options.quick { (1, 1) } else { (2, 5) };
     let data = data_dir().join("mnist");
-    let reference = PathBuf::from(std::env::var("CAIRN_REFERENCE_SCRIPT").unwrap_or_else(|_| "../shared/bench/pytorch_reference.py".into()));
+    let reference = PathBuf::from(
+        std::env::var("CAIRN_REFERENCE_SCRIPT").unwrap_or_else(|_| "../shared/bench/pytorch_reference.py".into()),
+    );
     if !reference.exists() || !data.exists() {
         bail!("the training benchmark needs {} and {}", reference.display(), data.display());
     }
-    let python = std::env::var("CAIRN_TORCH_PYTHON").context("CAIRN_TORCH_PYTHON: the python of the torch environment (./dev sets it)")?;
+    let python = std::env::var("CAIRN_TORCH_PYTHON")
+        .context("CAIRN_TORCH_PYTHON: the python of the torch environment (./dev sets it)")?;
 
     let mut stack = Stack::new("training").await?;
     let result = async {
@@ -93,8 +96,14 @@ fn data_dir() -> PathBuf {
 }
 
 async fn create_experiment(stack: &Stack) -> anyhow::Result<i64> {
-    let response: Value =
-        stack.client()?.post(stack.url("/api/v1/experiments")).json(&json!({"name": "training"})).send().await?.json().await?;
+    let response: Value = stack
+        .client()?
+        .post(stack.url("/api/v1/experiments"))
+        .json(&json!({"name": "training"}))
+        .send()
+        .await?
+        .json()
+        .await?;
     response["id"].as_i64().context("creating the experiment")
 }
 
@@ -104,7 +113,13 @@ async fn train_with_cairn(stack: &Stack, experiment: i64, epochs: u32) -> anyhow
         "dataset": "mnist", "train_range": [0, TRAIN], "validation_range": [TRAIN, TRAIN + TEST],
         "epochs": epochs, "batch_size": BATCH_SIZE, "learning_rate": 0.001, "seed": 0
     }});
-    let run: Value = client.post(stack.url(&format!("/api/v1/experiments/{experiment}/runs"))).json(&body).send().await?.json().await?;
+    let run: Value = client
+        .post(stack.url(&format!("/api/v1/experiments/{experiment}/runs")))
+        .json(&body)
+        .send()
+        .await?
+        .json()
+        .await?;
     let id = run["id"].as_i64().with_context(|| format!("submitting: {run}"))?;
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
@@ -131,7 +146,7 @@ async fn train_with_cairn(stack: &Stack, experiment: i64, epochs: u32) -> anyhow
     Ok(Trained { samples_per_second: f64::from(TRAIN * epochs) / seconds, accuracy })
 }
 
-fn train_with_pytorch(python: &str, script: &PathBuf, data: &PathBuf, epochs: u32) -> anyhow::Result<Trained> {
+fn train_with_pytorch(python: &str, script: &Path, data: &Path, epochs: u32) -> anyhow::Result<Trained> {
     let output = std::process::Command::new(python)
         .arg(script)
         .args(["--mnist", &data.to_string_lossy()])
@@ -145,7 +160,8 @@ fn train_with_pytorch(python: &str, script: &PathBuf, data: &PathBuf, epochs: u3
         bail!("the PyTorch reference failed: {}", String::from_utf8_lossy(&output.stdout));
     }
     let line = String::from_utf8_lossy(&output.stdout);
-    let result: Value = serde_json::from_str(line.lines().last().unwrap_or_default()).context("reading the reference's JSON line")?;
+    let result: Value =
+        serde_json::from_str(line.lines().last().unwrap_or_default()).context("reading the reference's JSON line")?;
     Ok(Trained {
         samples_per_second: result["train_samples_per_s"].as_f64().context("train_samples_per_s")?,
         accuracy: result["test_accuracy"].as_f64().context("test_accuracy")?,

@@ -3,8 +3,7 @@
 /// Whether a larger value of `key` is better: accuracies, precision, recall and throughput
 /// are; losses, errors, sizes, latencies and durations are not.
 pub fn higher_is_better(key: &str) -> bool {
-    const LOWER_IS_BETTER: &[&str] =
-        &["loss", "entropy", "mse", "error", "bytes", "latency", "seconds", "parameters"];
+    const LOWER_IS_BETTER: &[&str] = &["loss", "entropy", "mse", "error", "bytes", "latency", "seconds", "parameters"];
     let key = key.to_ascii_lowercase();
     !LOWER_IS_BETTER.iter().any(|word| key.contains(word))
 }

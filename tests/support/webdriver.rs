@@ -22,7 +22,8 @@ pub struct Element(String);
 impl Browser {
     /// Starts ChromeDriver on a free local port and opens a headless Chromium session.
     pub async fn start() -> Self {
-        let chromedriver = find_binary("CAIRN_CHROMEDRIVER", &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
+        let chromedriver =
+            find_binary("CAIRN_CHROMEDRIVER", &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
         let chromium = find_binary("CAIRN_CHROMIUM", &["/usr/bin/chromium", "/usr/bin/chromium-browser"]);
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = Command::new(&chromedriver)
@@ -76,7 +77,9 @@ impl Browser {
     }
 
     pub async fn find_all(&self, css: &str) -> Vec<Element> {
-        let found = self.command(reqwest::Method::POST, "/elements", Some(json!({"using": "css selector", "value": css}))).await;
+        let found = self
+            .command(reqwest::Method::POST, "/elements", Some(json!({"using": "css selector", "value": css})))
+            .await;
         found.as_array().into_iter().flatten().map(|e| Element(e[ELEMENT].as_str().unwrap().to_owned())).collect()
     }
 

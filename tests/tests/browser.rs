@@ -45,7 +45,8 @@ async fn a_run_submitted_in_the_browser_goes_live_to_succeeded_and_compares_with
     // page's own script updates the status: this loop never reloads.
     let first = browser.text(&browser.find("#run-status").await).await;
     assert!(first == "queued" || first == "running", "the page opened on a live run, not a {first} one");
-    let status = browser.wait_for_text("#run-status", Duration::from_secs(120), |s| s == "succeeded" || s == "failed").await;
+    let status =
+        browser.wait_for_text("#run-status", Duration::from_secs(120), |s| s == "succeeded" || s == "failed").await;
     assert_eq!(status, "succeeded");
     assert_eq!(browser.url().await, run_url, "the page was not left or reloaded to a new address");
     assert!(!browser.find_all("pre.log span").await.is_empty(), "the worker's log lines show");

@@ -82,8 +82,14 @@ async fn every_page_renders_its_content_and_shows_what_users_typed_as_text() {
         ("/".to_owned(), vec!["97.00%", "Cancelled"]),
         (format!("/experiments/{experiment}"), vec!["baseline", "val_accuracy", "Compare selected", "3 runs"]),
         (format!("/experiments/{experiment}/new"), vec!["Learning rate", "Prune at sparsities"]),
-        (format!("/runs/{evil}"), vec!["Timeline", "attempt 1 started on w-1", "training epoch=1 step=50", "metrics.csv"]),
-        (format!("/compare?runs={evil},{plain}"), vec!["Compare 2 runs", "learning_rate", "path class=\"series\"", "Params against val_accuracy"]),
+        (
+            format!("/runs/{evil}"),
+            vec!["Timeline", "attempt 1 started on w-1", "training epoch=1 step=50", "metrics.csv"],
+        ),
+        (
+            format!("/compare?runs={evil},{plain}"),
+            vec!["Compare 2 runs", "learning_rate", "path class=\"series\"", "Params against val_accuracy"],
+        ),
         ("/history".to_owned(), vec!["Success rate", "50.0% of 2 finished", "cpu (2 threads): 2.00 h", "baseline"]),
         ("/queue".to_owned(), vec!["Queued (1)", "waiting in line", "Workers"]),
     ];
@@ -147,7 +153,8 @@ async fn the_runs_table_filters_sorts_pages_and_explains_a_bad_filter() {
     assert!(html.contains("4 runs"));
     let (_, ascending) = env.page(&browser, &table(&format!("{filter}&order=asc"))).await;
     assert_eq!(names(&ascending), expected.iter().rev().cloned().collect::<Vec<_>>());
-    let (_, by_name) = env.page(&browser, &table("sort=name&order=asc&filter=name+%3D+trial-03+and+status+%3D+succeeded")).await;
+    let (_, by_name) =
+        env.page(&browser, &table("sort=name&order=asc&filter=name+%3D+trial-03+and+status+%3D+succeeded")).await;
     assert_eq!(names(&by_name), [runs[3].to_string()]);
     let (_, by_param) = env.page(&browser, &table("sort=param%3Alearning_rate&order=desc")).await;
     assert_eq!(names(&by_param)[0], runs[59].to_string(), "lr 0.1 first, newest first among equals");
@@ -193,7 +200,11 @@ async fn compare_marks_differences_and_the_best_and_refuses_bad_selections() {
         }
     };
     assert_eq!(cached(a).await, 3);
-    sqlx::query("INSERT INTO metrics (run_id, key, step, value) VALUES ($1, 'val_loss', 4, 0.01)").bind(a).execute(&env.pool).await.unwrap();
+    sqlx::query("INSERT INTO metrics (run_id, key, step, value) VALUES ($1, 'val_loss', 4, 0.01)")
+        .bind(a)
+        .execute(&env.pool)
+        .await
+        .unwrap();
     let (_, html) = env.page(&browser, &format!("/compare?runs={a},{b}")).await;
     assert_eq!(cached(a).await, 4, "the stale curve was rebuilt");
     let loss_row = html.split("<th>val_loss</th>").nth(1).unwrap().split("</tr>").next().unwrap();
@@ -213,7 +224,8 @@ async fn compare_marks_differences_and_the_best_and_refuses_bad_selections() {
 
 async fn submit_as(env: &TestEnv, client: &reqwest::Client, experiment: i64) -> i64 {
     let body = json!({"kind": "train", "params": {"dataset": "synthetic-digits", "train_range": [0, 64], "validation_range": [64, 96]}});
-    let response = client.post(env.url(&format!("/api/v1/experiments/{experiment}/runs"))).json(&body).send().await.unwrap();
+    let response =
+        client.post(env.url(&format!("/api/v1/experiments/{experiment}/runs"))).json(&body).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 201);
     response.json::<serde_json::Value>().await.unwrap()["id"].as_i64().unwrap()
 }
@@ -229,8 +241,13 @@ async fn history_filters_by_date_status_kind_experiment_and_submitter_and_export
     finish(&env, old, "succeeded", 0.9).await;
     finish(&env, ok, "succeeded", 0.9).await;
     finish(&env, broken, "failed", 0.1).await;
-    sqlx::query("UPDATE runs SET created_at = '2026-01-15T12:00:00Z' WHERE id = $1").bind(old).execute(&env.pool).await.unwrap();
-    let alice: i64 = sqlx::query_scalar("SELECT id FROM users WHERE name = 'alice'").fetch_one(&env.pool).await.unwrap();
+    sqlx::query("UPDATE runs SET created_at = '2026-01-15T12:00:00Z' WHERE id = $1")
+        .bind(old)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let alice: i64 =
+        sqlx::query_scalar("SELECT id FROM users WHERE name = 'alice'").fetch_one(&env.pool).await.unwrap();
     let (browser, _) = env.browser().await;
     let rows = |html: &str| html.matches("<tr id=\"run-").count();
 
@@ -297,10 +314,10 @@ async fn run_metrics_summaries_follow_every_insert() {
     let insert = |points: &'static str| {
         let pool = env.pool.clone();
         async move {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO metrics (run_id, key, step, value) VALUES {points} ON CONFLICT DO NOTHING"
-            )
-            .replace("$run", &run.to_string())))
+            sqlx::query(sqlx::AssertSqlSafe(
+                format!("INSERT INTO metrics (run_id, key, step, value) VALUES {points} ON CONFLICT DO NOTHING")
+                    .replace("$run", &run.to_string()),
+            ))
             .execute(&pool)
             .await
             .unwrap();

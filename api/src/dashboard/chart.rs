@@ -237,7 +237,14 @@ pub fn parallel_chart(title: &str, runs: &[String], dimensions: Vec<Dimension>) 
                 }
             }
             let (color, dash) = style(index);
-            Line { label: label.clone(), color, dash, path: path.trim_start().to_owned(), dots: Vec::new(), labels: Vec::new() }
+            Line {
+                label: label.clone(),
+                color,
+                dash,
+                path: path.trim_start().to_owned(),
+                dots: Vec::new(),
+                labels: Vec::new(),
+            }
         })
         .collect();
     Some(ParallelChart { title: title.to_owned(), axes, lines })
@@ -253,7 +260,8 @@ enum AxisPlacement {
 
 impl AxisPlacement {
     fn of(values: &[Option<serde_json::Value>]) -> Self {
-        let numbers: Vec<f64> = values.iter().flatten().filter_map(serde_json::Value::as_f64).filter(|v| v.is_finite()).collect();
+        let numbers: Vec<f64> =
+            values.iter().flatten().filter_map(serde_json::Value::as_f64).filter(|v| v.is_finite()).collect();
         let texts: std::collections::BTreeSet<String> =
             values.iter().flatten().filter(|v| !v.is_number()).map(super::view::plain).collect();
         if !texts.is_empty() {
@@ -284,7 +292,9 @@ impl AxisPlacement {
             Self::Categories(names) => names
                 .iter()
                 .enumerate()
-                .map(|(at, name)| (if names.len() > 1 { at as f64 / (names.len() - 1) as f64 } else { 0.5 }, name.clone()))
+                .map(|(at, name)| {
+                    (if names.len() > 1 { at as f64 / (names.len() - 1) as f64 } else { 0.5 }, name.clone())
+                })
                 .collect(),
         }
     }

@@ -74,7 +74,8 @@ fn run_ids(query: &str) -> Result<Vec<i64>, String> {
             continue;
         }
         for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let id = part.trim_start_matches('#').parse::<i64>().map_err(|_| format!("runs: `{part}` is not a run id"))?;
+            let id =
+                part.trim_start_matches('#').parse::<i64>().map_err(|_| format!("runs: `{part}` is not a run id"))?;
             if !ids.contains(&id) {
                 ids.push(id);
             }
@@ -87,10 +88,18 @@ fn run_ids(query: &str) -> Result<Vec<i64>, String> {
 }
 
 fn query_value(query: &str, name: &str) -> Option<String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query).ok()?.into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
 }
 
-pub async fn compare_page(state: web::Data<AppState>, who: SessionUser, request: HttpRequest) -> Result<HttpResponse, PageError> {
+pub async fn compare_page(
+    state: web::Data<AppState>,
+    who: SessionUser,
+    request: HttpRequest,
+) -> Result<HttpResponse, PageError> {
     let query = request.query_string();
     let ids = match run_ids(query) {
         Ok(ids) => ids,
@@ -98,7 +107,8 @@ pub async fn compare_page(state: web::Data<AppState>, who: SessionUser, request:
     };
     let mut runs = store::runs::visible(&state.pool, who.user_id, &ids).await?;
     if runs.len() < ids.len() {
-        let missing: Vec<String> = ids.iter().filter(|id| !runs.iter().any(|r| r.id == **id)).map(|id| format!("#{id}")).collect();
+        let missing: Vec<String> =
+            ids.iter().filter(|id| !runs.iter().any(|r| r.id == **id)).map(|id| format!("#{id}")).collect();
         let message = format!("runs: {} not found (or not in your teams)", missing.join(", "));
         return html(StatusCode::NOT_FOUND, &empty(&who, message));
     }
@@ -165,7 +175,12 @@ pub async fn compare_page(state: web::Data<AppState>, who: SessionUser, request:
                 .map(|(index, head)| {
                     let overview = curves.remove(&(head.id, key.clone()));
                     let total = overview.as_ref().map_or(0, |o| o.points as usize);
-                    Series { label: head.label.clone(), style: index, points: overview.map(|o| o.curve).unwrap_or_default(), total }
+                    Series {
+                        label: head.label.clone(),
+                        style: index,
+                        points: overview.map(|o| o.curve).unwrap_or_default(),
+                        total,
+                    }
                 })
                 .collect();
             chart::line_chart(key, "step", key, series)
@@ -184,10 +199,16 @@ pub async fn compare_page(state: web::Data<AppState>, who: SessionUser, request:
             let values: Vec<Option<&Value>> = flat.iter().map(|params| params.get(**key)).collect();
             values.windows(2).any(|w| w[0] != w[1])
         })
-        .map(|key| Dimension { name: (*key).clone(), values: flat.iter().map(|params| params.get(*key).cloned()).collect() })
+        .map(|key| Dimension {
+            name: (*key).clone(),
+            values: flat.iter().map(|params| params.get(*key).cloned()).collect(),
+        })
         .collect();
     if let Some(values) = by_key.get(&chosen_metric) {
-        dimensions.push(Dimension { name: chosen_metric.clone(), values: values.iter().map(|v| v.map(Value::from)).collect() });
+        dimensions.push(Dimension {
+            name: chosen_metric.clone(),
+            values: values.iter().map(|v| v.map(Value::from)).collect(),
+        });
     }
     let labels: Vec<String> = heads.iter().map(|head| head.label.clone()).collect();
     let parallel = chart::parallel_chart(&format!("Params against {chosen_metric}"), &labels, dimensions);
@@ -241,11 +262,14 @@ async fn overviews(
         .await?
         .into_iter()
         .map(|(series, points)| {
-            let finite: Vec<(f64, f64)> = points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+            let finite: Vec<(f64, f64)> =
+                points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
             (series, Overview { points: points.len() as i64, curve: downsample(&finite, MAX_POINTS) })
         })
         .collect();
-    let saves = rebuilt.iter().map(|((run_id, key), overview)| store::metrics::save_overview(&state.pool, *run_id, key, overview));
+    let saves = rebuilt
+        .iter()
+        .map(|((run_id, key), overview)| store::metrics::save_overview(&state.pool, *run_id, key, overview));
     futures_util::future::try_join_all(saves).await?;
     cached.extend(rebuilt);
     Ok(cached)
@@ -290,7 +314,8 @@ fn flatten(params: &Value) -> BTreeMap<String, Value> {
 
 /// The column of the best value of a metric row, when at least two runs have differing values.
 fn best(key: &str, values: &[Option<f64>]) -> Option<usize> {
-    let present: Vec<(usize, f64)> = values.iter().enumerate().filter_map(|(i, v)| v.filter(|v| !v.is_nan()).map(|v| (i, v))).collect();
+    let present: Vec<(usize, f64)> =
+        values.iter().enumerate().filter_map(|(i, v)| v.filter(|v| !v.is_nan()).map(|v| (i, v))).collect();
     if present.len() < 2 || present.windows(2).all(|w| w[0].1 == w[1].1) {
         return None;
     }

@@ -44,9 +44,8 @@ fn lttb(points: &[(f64, f64)], target: usize) -> Vec<usize> {
         );
         let (ax, ay) = points[previous];
         let area = |&(x, y): &(f64, f64)| ((ax - mean.0) * (y - ay) - (ax - x) * (mean.1 - ay)).abs();
-        let best = (start..end.max(start + 1))
-            .max_by(|&i, &j| area(&points[i]).total_cmp(&area(&points[j])))
-            .unwrap_or(start);
+        let best =
+            (start..end.max(start + 1)).max_by(|&i, &j| area(&points[i]).total_cmp(&area(&points[j]))).unwrap_or(start);
         chosen.push(best);
         previous = best;
     }

@@ -90,7 +90,9 @@ impl Selection {
             if text.is_empty() {
                 return None;
             }
-            NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| errors.push(format!("{field}: `{text}` is not a date (YYYY-MM-DD)"))).ok()
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| errors.push(format!("{field}: `{text}` is not a date (YYYY-MM-DD)")))
+                .ok()
         };
         let midnight = |day: NaiveDate| day.and_hms_opt(0, 0, 0).map(|at| at.and_utc());
         let created_from = date("from", &params.from).and_then(midnight);
@@ -112,7 +114,11 @@ impl Selection {
             }
             // The same checks as the filter language, so the message is the same.
             match crate::filter::parse(&format!("{name} = '{}'", text.replace('\'', ""))) {
-                Ok(_) => clauses.push(Clause { target: Target::Field(field), op: Op::Equal, value: Value::Text(text.to_owned()) }),
+                Ok(_) => clauses.push(Clause {
+                    target: Target::Field(field),
+                    op: Op::Equal,
+                    value: Value::Text(text.to_owned()),
+                }),
                 Err(err) => errors.push(format!("{name}: {}", err.message)),
             }
         }
@@ -154,11 +160,19 @@ pub async fn history_page(
         totals: TotalsView {
             runs: totals.runs,
             success_rate: if totals.finished > 0 {
-                format!("{:.1}% of {} finished", 100.0 * totals.succeeded as f64 / totals.finished as f64, totals.finished)
+                format!(
+                    "{:.1}% of {} finished",
+                    100.0 * totals.succeeded as f64 / totals.finished as f64,
+                    totals.finished
+                )
             } else {
                 "no finished runs".to_owned()
             },
-            hours_by_device: totals.hours_by_device.into_iter().map(|(device, hours)| (device, format!("{hours:.2}"))).collect(),
+            hours_by_device: totals
+                .hours_by_device
+                .into_iter()
+                .map(|(device, hours)| (device, format!("{hours:.2}")))
+                .collect(),
         },
         experiments,
         submitters,
@@ -286,10 +300,19 @@ mod tests {
         assert!(selection.errors[0].starts_with("from: `2026-13-01` is not a date"));
         assert!(selection.errors.iter().any(|e| e.starts_with("experiment:")));
         assert!(selection.errors.iter().any(|e| e.starts_with("status:") && e.contains("not a status")));
-        let good = HistoryParams { from: "2026-12-01".into(), to: "2026-12-04".into(), kind: "train".into(), ..HistoryParams::default() };
+        let good = HistoryParams {
+            from: "2026-12-01".into(),
+            to: "2026-12-04".into(),
+            kind: "train".into(),
+            ..HistoryParams::default()
+        };
         let selection = Selection::read(&good);
         assert!(selection.errors.is_empty());
-        assert_eq!(selection.created_before.expect("to").to_rfc3339(), "2026-12-05T00:00:00+00:00", "`to` includes its day");
+        assert_eq!(
+            selection.created_before.expect("to").to_rfc3339(),
+            "2026-12-05T00:00:00+00:00",
+            "`to` includes its day"
+        );
         assert_eq!(selection.clauses.len(), 1);
     }
 }

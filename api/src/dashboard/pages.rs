@@ -215,7 +215,10 @@ pub async fn metrics_csv(
         }
     }
     let file = format!("attachment; filename=\"run-{}-metrics.csv\"", run.id);
-    Ok(HttpResponse::Ok().content_type("text/csv; charset=utf-8").insert_header(("content-disposition", file)).body(csv))
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("content-disposition", file))
+        .body(csv))
 }
 
 pub async fn cancel_run_form(
@@ -290,7 +293,11 @@ const TRAINING_KEYS: [&str; 4] = ["train_loss", "epoch_train_loss", "val_loss", 
 fn charts(series: &[MetricSeries], steps_per_epoch: Option<f64>) -> Vec<chart::Chart> {
     let points = |key: &str, style: usize, scale: f64| -> Option<Series> {
         let s = find(series, key)?;
-        Some(Series::whole(key.replace('_', " "), style, s.points.iter().map(|p| (p.step as f64 * scale, p.value)).collect()))
+        Some(Series::whole(
+            key.replace('_', " "),
+            style,
+            s.points.iter().map(|p| (p.step as f64 * scale, p.value)).collect(),
+        ))
     };
     let epoch_scale = steps_per_epoch.unwrap_or(1.0);
     let losses: Vec<Series> =

@@ -50,7 +50,11 @@ pub async fn queue_page(state: web::Data<AppState>, who: SessionUser) -> Result<
     let running = queue::running(&state.pool, who.user_id)
         .await?
         .into_iter()
-        .map(|run| RunningLine { progress: progress(&run), elapsed: run.started_at.map(since).unwrap_or_default(), run })
+        .map(|run| RunningLine {
+            progress: progress(&run),
+            elapsed: run.started_at.map(since).unwrap_or_default(),
+            run,
+        })
         .collect();
     let workers = queue::workers(&state.pool)
         .await?
@@ -98,7 +102,11 @@ mod tests {
     fn progress_counts_the_epoch_in_progress() {
         assert_eq!(progress(&running(None, Some(3), None)), "epoch 1 of 3");
         assert_eq!(progress(&running(Some(1), Some(3), Some(250))), "epoch 2 of 3, step 250");
-        assert_eq!(progress(&running(Some(3), Some(3), Some(750))), "epoch 3 of 3, step 750", "evaluating after the last");
+        assert_eq!(
+            progress(&running(Some(3), Some(3), Some(750))),
+            "epoch 3 of 3, step 750",
+            "evaluating after the last"
+        );
         assert_eq!(progress(&running(None, None, None)), "working");
     }
 }

@@ -55,7 +55,14 @@ impl TableState {
         let metrics: Vec<String> = if params.metrics.trim().is_empty() {
             DEFAULT_METRICS.iter().map(|key| (*key).to_owned()).collect()
         } else {
-            params.metrics.split(',').map(str::trim).filter(|k| !k.is_empty()).take(MAX_METRIC_COLUMNS).map(str::to_owned).collect()
+            params
+                .metrics
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .take(MAX_METRIC_COLUMNS)
+                .map(str::to_owned)
+                .collect()
         };
         let sort = SortKey::parse(params.sort.trim()).unwrap_or(SortKey::Id);
         // Metrics read best high by default only for accuracy-like keys; ids newest first.
@@ -140,7 +147,12 @@ impl TableState {
     }
 
     /// The table for one page of runs, with `metric_values` by run and key.
-    pub fn view(&self, page: TablePage, metric_values: &HashMap<(i64, String), f64>, show_experiment: bool) -> TableView {
+    pub fn view(
+        &self,
+        page: TablePage,
+        metric_values: &HashMap<(i64, String), f64>,
+        show_experiment: bool,
+    ) -> TableView {
         let mut columns = vec![
             self.column("Run", SortKey::Id, true),
             self.column("Status", SortKey::Status, false),
@@ -150,7 +162,9 @@ impl TableState {
             columns.push(Column { label: "Experiment".into(), link: String::new(), mark: "", numeric: false });
             columns.push(Column { label: "Submitter".into(), link: String::new(), mark: "", numeric: false });
         }
-        columns.extend(PARAM_COLUMNS.iter().map(|name| self.column(name, SortKey::Param((*name).to_owned()), name != &"dataset" && name != &"optimizer")));
+        columns.extend(PARAM_COLUMNS.iter().map(|name| {
+            self.column(name, SortKey::Param((*name).to_owned()), name != &"dataset" && name != &"optimizer")
+        }));
         columns.extend(self.metrics.iter().map(|key| self.column(key, SortKey::Metric(key.clone()), true)));
         columns.push(self.column("Duration", SortKey::Duration, true));
         columns.push(self.column("Worker", SortKey::Worker, false));
@@ -165,11 +179,9 @@ impl TableState {
                     cells.push(line.submitter.clone().unwrap_or_default());
                 }
                 cells.extend(PARAM_COLUMNS.iter().map(|name| run.params.get(*name).map(plain).unwrap_or_default()));
-                cells.extend(
-                    self.metrics
-                        .iter()
-                        .map(|key| metric_values.get(&(run.id, key.clone())).map(|v| super::view::number(*v)).unwrap_or_default()),
-                );
+                cells.extend(self.metrics.iter().map(|key| {
+                    metric_values.get(&(run.id, key.clone())).map(|v| super::view::number(*v)).unwrap_or_default()
+                }));
                 cells.push(run.duration_seconds().map(seconds).unwrap_or_default());
                 cells.push(run.worker_id.clone().unwrap_or_default());
                 TableLine {

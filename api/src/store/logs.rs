@@ -15,13 +15,12 @@ pub struct LogLine {
 /// The last `SHOWN_LINES` lines a worker logged for a run, oldest first, and how many it
 /// logged in all.
 pub async fn tail(pool: &PgPool, run_id: i64) -> sqlx::Result<(Vec<LogLine>, i64)> {
-    let mut lines: Vec<LogLine> = sqlx::query_as(
-        "SELECT attempt, at, level, message FROM run_logs WHERE run_id = $1 ORDER BY id DESC LIMIT $2",
-    )
-    .bind(run_id)
-    .bind(SHOWN_LINES)
-    .fetch_all(pool)
-    .await?;
+    let mut lines: Vec<LogLine> =
+        sqlx::query_as("SELECT attempt, at, level, message FROM run_logs WHERE run_id = $1 ORDER BY id DESC LIMIT $2")
+            .bind(run_id)
+            .bind(SHOWN_LINES)
+            .fetch_all(pool)
+            .await?;
     lines.reverse();
     let total = if (lines.len() as i64) < SHOWN_LINES {
         lines.len() as i64

@@ -69,10 +69,12 @@ pub struct Summary {
 
 /// Every key's summary for each of `run_ids`, ordered by key.
 pub async fn summaries(pool: &PgPool, run_ids: &[i64]) -> sqlx::Result<Vec<Summary>> {
-    sqlx::query_as("SELECT run_id, key, last_value, points FROM run_metrics WHERE run_id = ANY($1) ORDER BY key, run_id")
-        .bind(run_ids)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(
+        "SELECT run_id, key, last_value, points FROM run_metrics WHERE run_id = ANY($1) ORDER BY key, run_id",
+    )
+    .bind(run_ids)
+    .fetch_all(pool)
+    .await
 }
 
 /// A curve as charts draw it, and how many points the run had when it was made.
@@ -82,8 +84,20 @@ pub struct Overview {
 }
 
 /// The cached overviews of `keys` for `run_ids`, by run and key (see `metric_overviews`).
-pub async fn overviews(pool: &PgPool, run_ids: &[i64], keys: &[String]) -> sqlx::Result<HashMap<(i64, String), Overview>> {
-    let rows: Vec<(i64, String, i64, Vec<f64>, Vec<f64>)> = sqlx::query_as(
+pub async fn overviews(
+    pool: &PgPool,
+    run_ids: &[i64],
+    keys: &[String],
+) -> sqlx::Result<HashMap<(i64, String), Overview>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        run_id: i64,
+        key: String,
+        points: i64,
+        steps: Vec<f64>,
+        values: Vec<f64>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT run_id, key, points, steps, values FROM metric_overviews WHERE run_id = ANY($1) AND key = ANY($2)",
     )
     .bind(run_ids)
@@ -92,7 +106,12 @@ pub async fn overviews(pool: &PgPool, run_ids: &[i64], keys: &[String]) -> sqlx:
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(run_id, key, points, steps, values)| ((run_id, key), Overview { points, curve: steps.into_iter().zip(values).collect() }))
+        .map(|row| {
+            (
+                (row.run_id, row.key),
+                Overview { points: row.points, curve: row.steps.into_iter().zip(row.values).collect() },
+            )
+        })
         .collect())
 }
 
@@ -130,5 +149,8 @@ pub async fn curves(pool: &PgPool, pairs: &[(i64, String)]) -> sqlx::Result<Hash
     .bind(&keys)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|(run_id, key, steps, values)| ((run_id, key), steps.into_iter().zip(values).collect())).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(run_id, key, steps, values)| ((run_id, key), steps.into_iter().zip(values).collect()))
+        .collect())
 }

@@ -90,7 +90,11 @@ pub struct Totals {
 }
 
 pub async fn page(pool: &PgPool, query: &TableQuery<'_>) -> sqlx::Result<TablePage> {
-    let mut sql = QueryBuilder::<Postgres>::new(concat!("SELECT ", run_columns!(), ", e.name AS experiment_name, u.name AS submitter"));
+    let mut sql = QueryBuilder::<Postgres>::new(concat!(
+        "SELECT ",
+        run_columns!(),
+        ", e.name AS experiment_name, u.name AS submitter"
+    ));
     sql.push(", count(*) OVER () AS total FROM runs r JOIN experiments e ON e.id = r.experiment_id LEFT JOIN users u ON u.id = r.submitted_by");
     if let SortKey::Metric(key) = &query.sort {
         sql.push(" LEFT JOIN run_metrics sm ON sm.run_id = r.id AND sm.key = ").push_bind(key.clone());
@@ -154,7 +158,11 @@ pub async fn totals(pool: &PgPool, query: &TableQuery<'_>) -> sqlx::Result<Total
 }
 
 /// The last value of each of `keys` for each of `run_ids`.
-pub async fn metric_values(pool: &PgPool, run_ids: &[i64], keys: &[String]) -> sqlx::Result<HashMap<(i64, String), f64>> {
+pub async fn metric_values(
+    pool: &PgPool,
+    run_ids: &[i64],
+    keys: &[String],
+) -> sqlx::Result<HashMap<(i64, String), f64>> {
     let rows: Vec<(i64, String, f64)> =
         sqlx::query_as("SELECT run_id, key, last_value FROM run_metrics WHERE run_id = ANY($1) AND key = ANY($2)")
             .bind(run_ids)
