@@ -157,11 +157,10 @@ fn number(value: f64) -> String {
 /// `BENCHMARKS.md`: the table with when, where and with what it was measured.
 fn benchmarks_file(table: &str) -> String {
     format!(
-        "# Benchmarks\n\nThe latest full `./dev bench`, measured {} on {}.\n\n{}\n{table}\nEach figure and its comparison were measured in the same run. Re-run with `./dev bench` (about {} minutes) or `./dev bench --quick`.\n",
+        "# Benchmarks\n\nThe latest full `./dev bench`, measured {} on {}.\n\n{}\n{table}\nEach figure and its comparison were measured in the same run. Re-run with `./dev bench` (about 5 minutes) or `./dev bench --quick`.\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine(),
         versions(),
-        "15",
     )
 }
 
@@ -195,8 +194,11 @@ fn versions() -> String {
             .filter(|text| !text.is_empty())
             .unwrap_or_else(|| "unknown".into())
     };
+    let torch = std::env::var("CAIRN_TORCH_PYTHON")
+        .map(|python| output(&python, &["-c", "import torch; print(torch.__version__)"]))
+        .unwrap_or_else(|_| "unknown".into());
     format!(
-        "Versions: Cairn {}, {}, {}, {}.\n",
+        "Versions: Cairn {}, torch {torch}, {}, {}, {}.\n",
         env!("CARGO_PKG_VERSION"),
         output("psql", &["--version"]),
         output("redis-server", &["--version"]),
