@@ -21,6 +21,7 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod filter;
+pub mod idempotency;
 pub mod routes;
 pub mod settings;
 pub mod startup;

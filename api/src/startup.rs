@@ -55,6 +55,7 @@ impl Application {
                     ApiError::BadRequest { code: "invalid_query", message: err.to_string(), field: None }.into()
                 }))
                 .app_data(web::FormConfig::default().limit(64 << 10))
+                .wrap(actix_web::middleware::from_fn(crate::idempotency::middleware))
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("cairn_api::http"))
                 .configure(routes::configure)
                 .configure(dashboard::configure)

@@ -150,8 +150,12 @@ impl Scheduler {
         Ok(reaped.len())
     }
 
-    /// Removes finished jobs from every queue a worker serves.
+    /// Removes finished jobs from every queue a worker serves, and idempotency keys past
+    /// their 24 hours.
     pub async fn vacuum_queues(&mut self) -> anyhow::Result<usize> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'")
+            .execute(&self.pool)
+            .await?;
         let queues: Vec<String> =
             sqlx::query_scalar("SELECT DISTINCT unnest(queues) FROM workers").fetch_all(&self.pool).await?;
         let mut removed = 0;
