@@ -286,7 +286,7 @@ fn valid_name(name: &str, field: &str) -> Result<String, ApiError> {
     }
 }
 
-fn valid_priority(priority: i64, field: &str) -> Result<i32, ApiError> {
+pub(crate) fn valid_priority(priority: i64, field: &str) -> Result<i32, ApiError> {
     if (-MAX_PRIORITY..=MAX_PRIORITY).contains(&priority) {
         Ok(priority as i32)
     } else {

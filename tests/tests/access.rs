@@ -48,7 +48,9 @@ fn call(route: &str, f: &Fixture) -> Option<(String, Value)> {
         ),
         "/api/v1/experiments/{id}/uploads" => (format!("/api/v1/experiments/{e}/uploads"), json!({})),
         "/api/v1/runs" => ("/api/v1/runs".to_owned(), json!(null)),
-        "/api/v1/runs/{id}" => (format!("/api/v1/runs/{r}"), json!(null)),
+        // GET ignores the body; PATCH changes the priority.
+        "/api/v1/runs/{id}" => (format!("/api/v1/runs/{r}"), json!({"priority": 1})),
+        "/api/v1/queues" => ("/api/v1/queues".to_owned(), json!(null)),
         "/api/v1/runs/{id}/cancel" => (format!("/api/v1/runs/{r}/cancel"), json!({})),
         "/api/v1/runs/{id}/metrics" => {
             (format!("/api/v1/runs/{r}/metrics"), json!({"points": [{"key": "x", "step": 0, "value": 1.0}]}))
@@ -71,6 +73,7 @@ async fn send(client: &reqwest::Client, env: &TestEnv, method: &str, path: &str,
         "get" => client.get(url),
         "post" => client.post(url).json(body),
         "put" => client.put(url).json(body),
+        "patch" => client.patch(url).json(body),
         other => panic!("a route with method {other}: add it to this test"),
     };
     let response = request.send().await.unwrap();
@@ -81,7 +84,8 @@ async fn send(client: &reqwest::Client, env: &TestEnv, method: &str, path: &str,
 /// Routes about the caller (lists of what they may see, their tokens) rather than a team's
 /// resource.
 fn personal(method: &str, route: &str) -> bool {
-    let list = method == "get" && ["/api/v1/experiments", "/api/v1/runs", "/api/v1/teams"].contains(&route);
+    let list =
+        method == "get" && ["/api/v1/experiments", "/api/v1/runs", "/api/v1/teams", "/api/v1/queues"].contains(&route);
     list || route == "/api/v1/tokens"
 }
 

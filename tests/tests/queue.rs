@@ -110,3 +110,58 @@ async fn finished_jobs_do_not_stay_in_redis() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn higher_priorities_start_first_and_equal_ones_in_submission_order() {
+    let env = TestEnv::new().await;
+    let experiment = env.create_experiment("priorities").await;
+    let _scheduler = env.start_scheduler().await;
+    // No worker yet: every job reaches Redis in submission order before anything starts.
+    let submit = |priority: i64| {
+        let env = &env;
+        async move {
+            let body = json!({"kind": "train", "priority": priority, "params": tiny_run()});
+            let (status, run) = env.post(&format!("/api/v1/experiments/{experiment}/runs"), &body).await;
+            assert_eq!(status, 201, "{run}");
+            run["id"].as_i64().unwrap()
+        }
+    };
+    let first = submit(0).await;
+    let second = submit(0).await;
+    let raised = submit(0).await;
+    let urgent = submit(5).await;
+
+    let patch = |run: i64, body: serde_json::Value| {
+        let env = &env;
+        async move {
+            let response = env.http.patch(env.url(&format!("/api/v1/runs/{run}"))).json(&body).send().await.unwrap();
+            (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, changed) = patch(raised, json!({"priority": 10})).await;
+    assert_eq!((status, changed["priority"].as_i64()), (200, Some(10)), "{changed}");
+    let (status, error) = patch(first, json!({"priority": 5000})).await;
+    assert_eq!((status, error["field"].as_str()), (422, Some("priority")), "{error}");
+
+    let (_, queues) = env.get("/api/v1/queues").await;
+    let queued: Vec<(i64, i64)> = queues["queues"][0]["queued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| (run["run_id"].as_i64().unwrap(), run["position"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(queued, [(raised, 1), (urgent, 2), (first, 3), (second, 4)], "{queues}");
+
+    let _worker = env.start_worker().await;
+    for run in [first, second, raised, urgent] {
+        env.wait_for_status(run, &["succeeded"], Duration::from_secs(120)).await;
+    }
+    let order: Vec<i64> = sqlx::query_scalar("SELECT id FROM runs WHERE experiment_id = $1 ORDER BY started_at, id")
+        .bind(experiment)
+        .fetch_all(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(order, [raised, urgent, first, second], "highest priority first, then first in, first out");
+    let (status, error) = patch(first, json!({"priority": 1})).await;
+    assert_eq!((status, error["error"].as_str()), (409, Some("run_started")));
+}

@@ -70,39 +70,47 @@ impl Store {
         Ok(())
     }
 
-    /// Marks the run running for `job.attempt`, if it is still queued at the attempt before.
-    /// `None` means the job is stale (already taken, cancelled or finished): skip it.
+    /// Claims the queued run that should start first in the queue of the job's run: the
+    /// highest priority, then the oldest. A job on Redis only wakes a worker up; each queued
+    /// run has one job there, so every job claims one run, and priorities hold whatever order
+    /// the jobs arrived in. `None`: nothing is queued there any more (the job is stale).
     pub async fn claim(&self, job: &RunJob, worker_id: &str, lease: Duration) -> sqlx::Result<Option<ClaimedRun>> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(String, serde_json::Value, Option<i64>)> = sqlx::query_as(
-            "UPDATE runs SET status = 'running', attempt = $2, worker_id = $3,
+        let row: Option<(i64, i32, String, serde_json::Value, Option<i64>)> = sqlx::query_as(
+            "WITH best AS (
+                 SELECT r.id FROM runs r
+                 WHERE r.status = 'queued' AND r.queue = (SELECT queue FROM runs WHERE id = $1)
+                 ORDER BY r.priority DESC, r.id
+                 LIMIT 1
+                 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE runs SET status = 'running', attempt = runs.attempt + 1, worker_id = $2,
                     started_at = coalesce(started_at, now()), error = NULL,
-                    lease_expires_at = now() + make_interval(secs => $4)
-             WHERE id = $1 AND status = 'queued' AND attempt = $2 - 1
-             RETURNING kind, params, parent_run_id",
+                    lease_expires_at = now() + make_interval(secs => $3)
+             FROM best WHERE runs.id = best.id
+             RETURNING runs.id, runs.attempt, runs.kind, runs.params, runs.parent_run_id",
         )
         .bind(job.run_id.0)
-        .bind(job.attempt)
         .bind(worker_id)
         .bind(lease.as_secs_f64())
         .fetch_optional(&mut *tx)
         .await?;
-        if row.is_some() {
+        if let Some((run_id, attempt, ..)) = &row {
             sqlx::query("INSERT INTO run_attempts (run_id, attempt, worker_id) VALUES ($1, $2, $3)")
-                .bind(job.run_id.0)
-                .bind(job.attempt)
+                .bind(run_id)
+                .bind(attempt)
                 .bind(worker_id)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("UPDATE workers SET current_run_id = $2, last_heartbeat_at = now() WHERE id = $1")
                 .bind(worker_id)
-                .bind(job.run_id.0)
+                .bind(run_id)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
-        Ok(row.map(|(kind, params, parent)| ClaimedRun {
-            lease: Lease { run_id: job.run_id, attempt: job.attempt },
+        Ok(row.map(|(run_id, attempt, kind, params, parent)| ClaimedRun {
+            lease: Lease { run_id: RunId(run_id), attempt },
             kind,
             params,
             parent_run_id: parent.map(RunId),

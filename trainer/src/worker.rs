@@ -111,8 +111,7 @@ impl Worker {
 }
 
 async fn handle_job(job: RunJob, state: Data<Arc<WorkerState>>) -> Result<(), BoxDynError> {
-    let span =
-        tracing::info_span!("run", run.id = %job.run_id, run.attempt = job.attempt, worker.id = %state.worker_id);
+    let span = tracing::info_span!("job", job.run_id = %job.run_id, worker.id = %state.worker_id);
     let state = Arc::clone(&state);
     // The run lives in a task of its own: when apalis drops this handler (its consumer failed
     // because Redis lost its registration, say), the run still ends and records its outcome.
@@ -131,9 +130,16 @@ impl WorkerState {
             return;
         };
         let Some(run) = self.claim(&job).await else {
-            tracing::debug!("job is stale: the run was taken, cancelled or finished");
+            tracing::debug!("job is stale: nothing is queued in its run's queue any more");
             return;
         };
+        // The claimed run may be another than the job's: the most urgent of the queue.
+        let lease = run.lease;
+        let span = tracing::info_span!("run", run.id = %lease.run_id, run.attempt = lease.attempt);
+        self.execute(run).instrument(span).await;
+    }
+
+    async fn execute(&self, run: crate::store::ClaimedRun) {
         tracing::info!("run started");
         let lease = run.lease;
         let end = self.executor.execute(run).await;

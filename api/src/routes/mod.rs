@@ -3,6 +3,7 @@ mod access;
 mod experiments;
 mod health;
 mod metrics;
+mod queues;
 mod runs;
 mod uploads;
 
@@ -21,10 +22,12 @@ route_table! {
         post "/api/v1/experiments/{id}/uploads" => uploads::create;
         get "/api/v1/runs" => runs::list;
         get "/api/v1/runs/{id}" => runs::get;
+        patch "/api/v1/runs/{id}" => runs::change;
         post "/api/v1/runs/{id}/cancel" => runs::cancel;
         get "/api/v1/runs/{id}/metrics" => metrics::get;
         post "/api/v1/runs/{id}/metrics" => metrics::ingest;
         get "/api/v1/runs/{id}/artifacts/{artifact_id}" => runs::download_artifact;
+        get "/api/v1/queues" => queues::list;
         get "/api/v1/teams" => access::teams;
         put "/api/v1/teams/{id}/members" => access::set_member;
         get "/api/v1/teams/{id}/audit" => access::audit_log;

@@ -3,8 +3,11 @@ use crate::{
     error::ApiError,
     extract::JsonBody,
     startup::AppState,
-    store::runs::{self, CancelOutcome, ListFilter},
-    submit::{RunSubmission, submit_run},
+    store::{
+        self,
+        runs::{self, CancelOutcome, ListFilter},
+    },
+    submit::{RunSubmission, submit_run, valid_priority},
 };
 use actix_web::{HttpResponse, web};
 use cairn_domain::RunStatus;
@@ -80,10 +83,7 @@ pub async fn cancel_run(
     let run = access::run(&state.pool, user_id, id, Role::Member).await?;
     let outcome = runs::cancel(&state.pool, run.id).await?;
     if matches!(outcome, CancelOutcome::Cancelled(_) | CancelOutcome::Requested(_)) {
-        let team_id: i64 = sqlx::query_scalar("SELECT team_id FROM experiments WHERE id = $1")
-            .bind(run.experiment_id)
-            .fetch_one(&state.pool)
-            .await?;
+        let team_id = store::experiments::team_id(&state.pool, run.experiment_id).await?;
         let entry = audit::Entry {
             user_id,
             team_id: Some(team_id),
@@ -104,6 +104,45 @@ pub async fn cancel_run(
         }),
         CancelOutcome::NotFound => Err(ApiError::NotFound("run")),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunChange {
+    priority: i64,
+}
+
+/// `PATCH /api/v1/runs/{id}`: a new priority for a run that has not started (queued or
+/// waiting for its parent). Within a queue, higher priorities start first.
+pub async fn change(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<i64>,
+    body: JsonBody<RunChange>,
+) -> Result<HttpResponse, ApiError> {
+    let run = access::run(&state.pool, who.user_id, *id, Role::Member).await?;
+    let priority = valid_priority(body.0.priority, "priority")?;
+    let mut tx = state.pool.begin().await?;
+    let changed = runs::set_priority(&mut tx, run.id, priority).await?;
+    let Some(changed) = changed else {
+        return Err(ApiError::Conflict {
+            code: "run_started",
+            message: format!("run {} is {}: only a run that has not started can change its priority", run.id, run.status),
+            field: Some("priority".into()),
+        });
+    };
+    let team_id = store::experiments::team_id(&mut *tx, run.experiment_id).await?;
+    let entry = audit::Entry {
+        user_id: who.user_id,
+        team_id: Some(team_id),
+        action: "run.reprioritize",
+        target_type: "run",
+        target_id: Some(run.id),
+        details: json!({ "priority_before": run.priority, "priority": priority }),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(changed))
 }
 
 pub async fn cancel(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {

@@ -107,3 +107,8 @@ pub async fn list(pool: &PgPool, user_id: i64) -> sqlx::Result<Vec<ExperimentSum
     .fetch_all(pool)
     .await
 }
+
+/// The team an experiment belongs to.
+pub async fn team_id(db: impl sqlx::PgExecutor<'_>, experiment_id: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT team_id FROM experiments WHERE id = $1").bind(experiment_id).fetch_one(db).await
+}

@@ -193,6 +193,19 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> sqlx::Result<Vec<RunRow
     .await
 }
 
+/// Sets the priority of a run that has not started; `None` if it has.
+pub async fn set_priority(tx: &mut sqlx::PgConnection, id: i64, priority: i32) -> sqlx::Result<Option<Run>> {
+    sqlx::query_as(concat!(
+        "UPDATE runs r SET priority = $2 WHERE r.id = $1 AND r.status IN ('queued', 'waiting') RETURNING ",
+        run_columns!(),
+        ""
+    ))
+    .bind(id)
+    .bind(priority)
+    .fetch_optional(tx)
+    .await
+}
+
 pub enum CancelOutcome {
     /// It was queued or waiting and is now cancelled (and so are its waiting children).
     Cancelled(Run),
