@@ -22,7 +22,10 @@ const MAX_KEY_CHARS: usize = 255;
 /// Marks a response that is the stored answer to an earlier request.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-pub async fn middleware(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let key = match req.headers().get(HEADER) {
         Some(key) if req.method() == Method::POST => key.to_str().ok().map(str::to_owned).unwrap_or_default(),
         _ => return Ok(next.call(req).await?.map_into_boxed_body()),
@@ -64,7 +67,10 @@ pub async fn middleware(req: ServiceRequest, next: Next<impl MessageBody + 'stat
             return Ok(request.into_response(response.body(body)));
         }
         Claim::OtherRequest => {
-            let err = ApiError::invalid("Idempotency-Key", "was used for a different request in the last 24 hours; use a new key");
+            let err = ApiError::invalid(
+                "Idempotency-Key",
+                "was used for a different request in the last 24 hours; use a new key",
+            );
             return Ok(request.into_response(err.error_response()));
         }
         Claim::InProgress => {
@@ -82,7 +88,9 @@ pub async fn middleware(req: ServiceRequest, next: Next<impl MessageBody + 'stat
     let status = response.status();
     let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (head, body) = response.into_parts();
-    let body = actix_web::body::to_bytes(body).await.map_err(|_| actix_web::error::ErrorInternalServerError("reading the response"))?;
+    let body = actix_web::body::to_bytes(body)
+        .await
+        .map_err(|_| actix_web::error::ErrorInternalServerError("reading the response"))?;
     let recorded = if status.is_server_error() {
         release(&state.pool, &scope, &key).await
     } else {
@@ -115,7 +123,11 @@ fn fingerprint(http: &actix_web::HttpRequest, body: &[u8]) -> String {
 async fn read_body(payload: &mut Payload, limit: usize) -> Result<web::Bytes, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|err| ApiError::BadRequest { code: "unreadable_body", message: err.to_string(), field: None })?;
+        let chunk = chunk.map_err(|err| ApiError::BadRequest {
+            code: "unreadable_body",
+            message: err.to_string(),
+            field: None,
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
@@ -127,7 +139,11 @@ async fn read_body(payload: &mut Payload, limit: usize) -> Result<web::Bytes, Ap
 enum Claim {
     /// This request runs; its response will be stored.
     Claimed,
-    Replay { status: i16, content_type: Option<String>, body: Vec<u8> },
+    Replay {
+        status: i16,
+        content_type: Option<String>,
+        body: Vec<u8>,
+    },
     OtherRequest,
     InProgress,
 }
@@ -160,12 +176,21 @@ async fn claim(pool: &PgPool, scope: &str, key: &str, fingerprint: &str) -> sqlx
         // Released by a failed request between the two statements: ask the client to retry.
         None => Claim::InProgress,
         Some((stored, ..)) if stored != fingerprint => Claim::OtherRequest,
-        Some((_, Some(status), content_type, body)) => Claim::Replay { status, content_type, body: body.unwrap_or_default() },
+        Some((_, Some(status), content_type, body)) => {
+            Claim::Replay { status, content_type, body: body.unwrap_or_default() }
+        }
         Some((_, None, ..)) => Claim::InProgress,
     })
 }
 
-async fn complete(pool: &PgPool, scope: &str, key: &str, status: u16, content_type: Option<&str>, body: &[u8]) -> sqlx::Result<()> {
+async fn complete(
+    pool: &PgPool,
+    scope: &str,
+    key: &str,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE idempotency_keys SET status = $3, content_type = $4, body = $5 WHERE scope = $1 AND key = $2")
         .bind(scope)
         .bind(key)

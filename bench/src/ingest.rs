@@ -1,7 +1,7 @@
 //! Metric ingest through `POST /api/v1/runs/{id}/metrics` against the machine's limit: the
 //! same rows written by `COPY` straight into Postgres (through the same summary trigger), with
 //! the same batch size and number of concurrent writers, in the same run.
-use crate::{Options, Row, stack::Stack};
+use crate::{Options, Row, stack::Stack, stats::Summary};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::time::Instant;
@@ -21,26 +21,31 @@ async fn measure(stack: &mut Stack, options: &Options) -> anyhow::Result<Vec<Row
     let experiment: Value =
         client.post(stack.url("/api/v1/experiments")).json(&json!({"name": "ingest"})).send().await?.json().await?;
     let experiment = experiment["id"].as_i64().context("creating the experiment")?;
-    let points_per_writer = if options.quick { 40_000 } else { 200_000 };
+    let (points_per_writer, repetitions) = if options.quick { (40_000, 1) } else { (100_000, 3) };
     let mut rows = Vec::new();
     for batch in [1_000, 10_000] {
         for writers in [1, 4] {
-            let runs = new_runs(stack, experiment, 2 * writers).await?;
-            let (api_runs, copy_runs) = runs.split_at(writers);
-            let api = through_api(stack, api_runs, batch, points_per_writer).await?;
-            let copy = through_copy(stack, copy_runs, batch, points_per_writer).await?;
+            // Alternating, each round into fresh runs, so neither way writes into a bigger index.
+            let (mut api, mut copy) = (Vec::new(), Vec::new());
+            for _ in 0..repetitions {
+                let runs = new_runs(stack, experiment, 2 * writers).await?;
+                let (api_runs, copy_runs) = runs.split_at(writers);
+                api.push(through_api(stack, api_runs, batch, points_per_writer).await?);
+                copy.push(through_copy(stack, copy_runs, batch, points_per_writer).await?);
+            }
+            let (api, copy) = (Summary::of(&api).context("no rounds")?, Summary::of(&copy).context("no rounds")?);
             rows.push(Row {
-                name: format!(
-                    "Metric ingest, batches of {batch}, {writers} concurrent client{}",
-                    if writers > 1 { "s" } else { "" }
-                ),
-                value: api,
+                name: format!("Metric ingest, batches of {batch}, {writers} concurrent client{}", if writers > 1 { "s" } else { "" }),
+                value: api.median,
                 unit: "points/s".into(),
                 comparison_label: "COPY into Postgres, points/s (target: within 2x)".into(),
-                comparison: Some(copy),
-                ratio: Some(api / copy),
-                detail: format!("{} points per client, each way", points_per_writer),
-                summary: None,
+                comparison: Some(copy.median),
+                ratio: Some(api.median / copy.median),
+                detail: format!(
+                    "API {:.0}..{:.0}, COPY {:.0}..{:.0} points/s; {} rounds of {points_per_writer} points per client, each way",
+                    api.min, api.max, copy.min, copy.max, api.samples
+                ),
+                summary: Some(api),
             });
         }
     }

@@ -208,7 +208,10 @@ async fn dashboard_pages_render_and_escape_what_users_typed() {
         assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{path} does not show the name as text");
     }
     let (_, html) = env.page(&browser, &format!("/runs/{run}")).await;
-    assert!(html.contains("queued") && html.contains("id=\"run-live\" data-live"), "a live run is marked for refreshing");
+    assert!(
+        html.contains("queued") && html.contains("id=\"run-live\" data-live"),
+        "a live run is marked for refreshing"
+    );
     let script = reqwest::get(env.url("/static/live.js")).await.unwrap();
     assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
     assert!(script.text().await.unwrap().contains("[data-live]"), "the page's script refreshes what is marked live");

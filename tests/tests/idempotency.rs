@@ -5,7 +5,13 @@
 use cairn_tests::{TEAM, TestEnv, client_with_token};
 use serde_json::{Value, json};
 
-async fn post(env: &TestEnv, client: &reqwest::Client, path: &str, key: &str, body: &Value) -> (u16, Option<String>, Value) {
+async fn post(
+    env: &TestEnv,
+    client: &reqwest::Client,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> (u16, Option<String>, Value) {
     let response = client.post(env.url(path)).header("idempotency-key", key).json(body).send().await.unwrap();
     let status = response.status().as_u16();
     let replayed = response.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap().to_owned());

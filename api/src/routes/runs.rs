@@ -127,7 +127,10 @@ pub async fn change(
     let Some(changed) = changed else {
         return Err(ApiError::Conflict {
             code: "run_started",
-            message: format!("run {} is {}: only a run that has not started can change its priority", run.id, run.status),
+            message: format!(
+                "run {} is {}: only a run that has not started can change its priority",
+                run.id, run.status
+            ),
             field: Some("priority".into()),
         });
     };
