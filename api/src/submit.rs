@@ -71,6 +71,45 @@ pub async fn submit_run(
     experiment_id: i64,
     submission: RunSubmission,
 ) -> Result<CreatedRun, ApiError> {
+    let planned = plan(state, user_id, experiment_id, submission).await?;
+    let mut tx = state.pool.begin().await?;
+    let recording = Recording { experiment_id, submitted_by: user_id, sweep: None };
+    let created = record(&mut tx, recording, planned.plan, None).await?;
+    audit::record(
+        &mut *tx,
+        audit::Entry {
+            user_id,
+            team_id: Some(planned.team_id),
+            action: "run.create",
+            target_type: "run",
+            target_id: Some(created.run.id),
+            details: serde_json::json!({
+                "experiment_id": experiment_id, "kind": created.run.kind, "runs": planned.size,
+            }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(run.id = created.run.id, experiment.id = experiment_id, runs = planned.size, "runs submitted");
+    Ok(created)
+}
+
+/// A submission checked whole, ready to record.
+pub struct Planned {
+    pub team_id: i64,
+    /// How many runs it records.
+    pub size: usize,
+    plan: PlannedRun,
+}
+
+/// Validates a submission (a run or a pipeline) of `user_id`, a member of the experiment's
+/// team, without recording anything.
+pub async fn plan(
+    state: &AppState,
+    user_id: i64,
+    experiment_id: i64,
+    submission: RunSubmission,
+) -> Result<Planned, ApiError> {
     let experiment = access::experiment(&state.pool, user_id, experiment_id, Role::Member).await?;
     let size = count_runs(&submission);
     if size > MAX_PIPELINE_RUNS {
@@ -86,26 +125,18 @@ pub async fn submit_run(
     };
     let parent = parent.as_ref().map_or(Parent::None, Parent::Existing);
     let plan = planner.plan(submission, parent, "", None).await?;
+    Ok(Planned { team_id: experiment.team_id, size, plan })
+}
 
-    let mut tx = state.pool.begin().await?;
-    let created = record(&mut tx, Recording { experiment_id, submitted_by: user_id }, plan, None).await?;
-    audit::record(
-        &mut *tx,
-        audit::Entry {
-            user_id,
-            team_id: Some(experiment.team_id),
-            action: "run.create",
-            target_type: "run",
-            target_id: Some(created.run.id),
-            details: serde_json::json!({
-                "experiment_id": experiment_id, "kind": created.run.kind, "runs": size,
-            }),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(run.id = created.run.id, experiment.id = experiment_id, runs = size, "runs submitted");
-    Ok(created)
+/// Records one trial of a sweep: queued now, or waiting until the database releases it.
+pub async fn record_trial(
+    tx: &mut sqlx::PgConnection,
+    experiment_id: i64,
+    submitted_by: i64,
+    trial: SweepTrial,
+    planned: Planned,
+) -> Result<CreatedRun, ApiError> {
+    record(tx, Recording { experiment_id, submitted_by, sweep: Some(trial) }, planned.plan, None).await
 }
 
 fn count_runs(submission: &RunSubmission) -> usize {
@@ -302,6 +333,15 @@ pub(crate) fn valid_priority(priority: i64, field: &str) -> Result<i32, ApiError
 struct Recording {
     experiment_id: i64,
     submitted_by: i64,
+    sweep: Option<SweepTrial>,
+}
+
+/// The sweep a trial belongs to, its number, and whether it is queued at once.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepTrial {
+    pub sweep_id: i64,
+    pub trial: i32,
+    pub queued: bool,
 }
 
 async fn record(
@@ -325,7 +365,10 @@ async fn record(
                 RunStatus::Waiting | RunStatus::Queued | RunStatus::Running => RunStatus::Waiting,
             }
         }
-        (None, None) => RunStatus::Queued,
+        (None, None) => match recording.sweep {
+            Some(SweepTrial { queued: false, .. }) => RunStatus::Waiting,
+            _ => RunStatus::Queued,
+        },
     };
     let run = store::runs::create(
         tx,
@@ -333,6 +376,7 @@ async fn record(
             experiment_id: recording.experiment_id,
             name: plan.name.as_deref(),
             submitted_by: recording.submitted_by,
+            sweep: recording.sweep.map(|s| (s.sweep_id, s.trial)),
             kind: plan.params.kind(),
             status,
             parent_run_id: parent_in_tree.or(plan.existing_parent),

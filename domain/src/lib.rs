@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod params;
 pub mod settings;
 pub mod status;
+pub mod sweep;
 
 pub use dataset::{DatasetName, SampleRange};
 pub use error::ValidationError;

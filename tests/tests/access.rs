@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 struct Fixture {
     experiment: i64,
     run: i64,
+    sweep: i64,
     artifact: i64,
     team: i64,
     token: i64,
@@ -31,13 +32,21 @@ async fn fixture(env: &TestEnv) -> Fixture {
     let team: i64 =
         sqlx::query_scalar("SELECT id FROM teams WHERE name = 'team-a'").fetch_one(&env.pool).await.unwrap();
     let token: i64 = sqlx::query_scalar("SELECT min(id) FROM api_tokens").fetch_one(&env.pool).await.unwrap();
-    Fixture { experiment, run, artifact, team, token }
+    let sweep: i64 = sqlx::query_scalar(
+        "INSERT INTO sweeps (experiment_id, spec, max_parallel, metric, direction) VALUES ($1, '{}', 1, 'val_accuracy', 'max')
+         RETURNING id",
+    )
+    .bind(experiment)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    Fixture { experiment, run, sweep, artifact, team, token }
 }
 
 /// The concrete path and a well-formed body of each route, pointing at team-a's resources.
 /// A route missing here fails the test.
 fn call(route: &str, f: &Fixture) -> Option<(String, Value)> {
-    let (e, r, a, t, k) = (f.experiment, f.run, f.artifact, f.team, f.token);
+    let (e, r, a, t, k, s) = (f.experiment, f.run, f.artifact, f.team, f.token, f.sweep);
     Some(match route {
         "/healthz" => ("/healthz".to_owned(), json!(null)),
         "/api/v1/experiments" => ("/api/v1/experiments".to_owned(), json!({"name": "intruder", "team_id": t})),
@@ -47,6 +56,13 @@ fn call(route: &str, f: &Fixture) -> Option<(String, Value)> {
             json!({"kind": "train", "params": {"dataset": "synthetic-digits"}}),
         ),
         "/api/v1/experiments/{id}/uploads" => (format!("/api/v1/experiments/{e}/uploads"), json!({})),
+        "/api/v1/experiments/{id}/sweeps" => (
+            format!("/api/v1/experiments/{e}/sweeps"),
+            json!({"template": {"kind": "train", "params": {"dataset": "synthetic-digits"}}, "strategy": "grid",
+                   "metric": "val_accuracy", "direction": "max", "space": {"epochs": {"type": "choice", "values": [1, 2]}}}),
+        ),
+        "/api/v1/sweeps/{id}" => (format!("/api/v1/sweeps/{s}"), json!(null)),
+        "/api/v1/sweeps/{id}/cancel" => (format!("/api/v1/sweeps/{s}/cancel"), json!({})),
         "/api/v1/runs" => ("/api/v1/runs".to_owned(), json!(null)),
         // GET ignores the body; PATCH changes the priority.
         "/api/v1/runs/{id}" => (format!("/api/v1/runs/{r}"), json!({"priority": 1})),
@@ -141,8 +157,10 @@ async fn every_route_is_guarded_against_strangers_outsiders_and_weak_roles() {
     }
 }
 
-async fn counts(env: &TestEnv) -> [i64; 6] {
+async fn counts(env: &TestEnv) -> [i64; 8] {
     [
+        env.count("sweeps").await,
+        env.count("sweeps WHERE status = 'cancelled'").await,
         env.count("uploads").await,
         env.count("experiments").await,
         env.count("runs").await,

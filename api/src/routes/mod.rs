@@ -5,10 +5,12 @@ mod health;
 mod metrics;
 mod queues;
 mod runs;
+mod sweeps;
 mod uploads;
 
 pub use access::{TokenInfo, issue_token, revoke, user_tokens};
 pub use experiments::{NewExperiment, create_experiment};
+pub use metrics::MAX_KEY_CHARS;
 pub use runs::{artifact_download, cancel_run, read_artifact};
 
 route_table! {
@@ -20,6 +22,9 @@ route_table! {
         get "/api/v1/experiments/{id}" => experiments::get;
         post "/api/v1/experiments/{id}/runs" => runs::submit;
         post "/api/v1/experiments/{id}/uploads" => uploads::create;
+        post "/api/v1/experiments/{id}/sweeps" => sweeps::create;
+        get "/api/v1/sweeps/{id}" => sweeps::get;
+        post "/api/v1/sweeps/{id}/cancel" => sweeps::cancel;
         get "/api/v1/runs" => runs::list;
         get "/api/v1/runs/{id}" => runs::get;
         patch "/api/v1/runs/{id}" => runs::change;

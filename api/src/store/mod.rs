@@ -5,5 +5,6 @@ pub mod experiments;
 pub mod logs;
 pub mod metrics;
 pub mod queue;
+pub mod sweeps;
 pub mod table;
 pub mod tradeoffs;

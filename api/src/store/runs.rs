@@ -9,7 +9,7 @@ macro_rules! run_columns {
     () => {
         "r.id, r.experiment_id, r.name, r.kind, r.status, r.params, r.parent_run_id, r.queue, r.priority,
          r.attempt, r.worker_id, r.error, r.cancel_requested_at, r.created_at, r.started_at, r.finished_at,
-         r.submitted_by"
+         r.submitted_by, r.sweep_id, r.trial"
     };
 }
 
@@ -44,6 +44,9 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
     /// The user who submitted it (`None` once that user is deleted).
     pub submitted_by: Option<i64>,
+    /// The sweep it is a trial (or part of a trial's pipeline) of, and the trial's number.
+    pub sweep_id: Option<i64>,
+    pub trial: Option<i32>,
 }
 
 impl Run {
@@ -73,6 +76,8 @@ pub struct NewRun<'a> {
     pub experiment_id: i64,
     pub name: Option<&'a str>,
     pub submitted_by: i64,
+    /// The sweep and trial number of a sweep's run.
+    pub sweep: Option<(i64, i32)>,
     pub kind: RunKind,
     /// Queued, or waiting for its parent to succeed.
     pub status: RunStatus,
@@ -87,8 +92,9 @@ pub struct NewRun<'a> {
 /// sweep).
 pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Result<Run> {
     let run: Run = sqlx::query_as(concat!(
-        "INSERT INTO runs AS r (experiment_id, kind, params, queue, priority, parent_run_id, status, name, submitted_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        "INSERT INTO runs AS r (experiment_id, kind, params, queue, priority, parent_run_id, status, name, submitted_by,
+                                sweep_id, trial)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          RETURNING ",
         run_columns!(),
         ""
@@ -102,6 +108,8 @@ pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Resul
     .bind(new.status.as_str())
     .bind(new.name)
     .bind(new.submitted_by)
+    .bind(new.sweep.map(|(sweep, _)| sweep))
+    .bind(new.sweep.map(|(_, trial)| trial))
     .fetch_one(&mut *tx)
     .await?;
     if new.status == RunStatus::Queued {

@@ -1,0 +1,173 @@
+//! Sweeps over REST: `POST /api/v1/experiments/{id}/sweeps` records every trial at once
+//! (validated like any submission, nothing recorded if one is refused); the database queues
+//! them `max_parallel` at a time. `GET /api/v1/sweeps/{id}` reports them and the best;
+//! `POST /api/v1/sweeps/{id}/cancel` stops the sweep.
+use crate::{
+    auth::{Principal, Role, access, audit},
+    error::ApiError,
+    extract::{JsonBody, decode_value},
+    startup::AppState,
+    store::{self, sweeps::Sweep},
+    submit::{self, RunSubmission, SweepTrial},
+};
+use actix_web::{HttpResponse, web};
+use cairn_domain::sweep::{self, Dimension, Direction, Space, Strategy};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+pub const MAX_PARALLEL: u32 = 100;
+/// Trials of a random sweep when the request names no `max_runs`.
+const DEFAULT_RANDOM_TRIALS: u32 = 10;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepRequest {
+    /// A run submission (a train run, or a pipeline) whose root params each trial varies.
+    template: Value,
+    space: BTreeMap<String, Dimension>,
+    strategy: Strategy,
+    #[serde(default)]
+    seed: u64,
+    /// Grid: at most every combination (the default); random: the number of draws.
+    max_runs: Option<u32>,
+    max_parallel: Option<u32>,
+    /// The metric that ranks trials (the best value among each trial's runs) and its direction.
+    metric: String,
+    direction: Direction,
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    experiment_id: web::Path<i64>,
+    body: JsonBody<SweepRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.0;
+    let experiment = access::experiment(&state.pool, who.user_id, *experiment_id, Role::Member).await?;
+    let space = Space::new(request.space.clone()).map_err(ApiError::Invalid)?;
+    let max_runs = request.max_runs.unwrap_or(match request.strategy {
+        Strategy::Grid => sweep::MAX_TRIALS,
+        Strategy::Random => DEFAULT_RANDOM_TRIALS,
+    });
+    let trials = space.trials(request.strategy, request.seed, max_runs).map_err(ApiError::Invalid)?;
+    let max_parallel = request.max_parallel.unwrap_or(1);
+    if !(1..=MAX_PARALLEL).contains(&max_parallel) {
+        return Err(ApiError::invalid("max_parallel", format!("must be between 1 and {MAX_PARALLEL}")));
+    }
+    let metric = request.metric.trim();
+    if metric.is_empty() || metric.len() > crate::routes::MAX_KEY_CHARS {
+        return Err(ApiError::invalid("metric", "the metric key that ranks trials, such as `val_accuracy`"));
+    }
+    let template: RunSubmission = decode_value(request.template.clone(), "template")?;
+
+    // Every trial is checked before anything is recorded.
+    let mut planned = Vec::with_capacity(trials.len());
+    for (index, params) in trials.iter().enumerate() {
+        let submission = RunSubmission { params: sweep::apply(&template.params, params), ..template.clone() };
+        let plan = submit::plan(&state, who.user_id, experiment.id, submission).await.map_err(|err| match err {
+            ApiError::Invalid(err) => {
+                let message = format!(
+                    "{} (trial {index}: {})",
+                    err.message,
+                    Value::from(serde_json::Map::from_iter(params.clone()))
+                );
+                ApiError::invalid(format!("template.{}", err.field), message)
+            }
+            other => other,
+        })?;
+        planned.push(plan);
+    }
+    let direction = match request.direction {
+        Direction::Max => "max",
+        Direction::Min => "min",
+    };
+    let spec = json!({
+        "template": request.template, "space": request.space, "strategy": request.strategy, "seed": request.seed,
+        "max_runs": max_runs, "max_parallel": max_parallel, "metric": metric, "direction": request.direction,
+        "trials": trials,
+    });
+    let mut tx = state.pool.begin().await?;
+    let sweep =
+        store::sweeps::create(&mut tx, experiment.id, who.user_id, &spec, max_parallel as i32, metric, direction)
+            .await?;
+    let mut created = Vec::with_capacity(planned.len());
+    for (index, plan) in planned.into_iter().enumerate() {
+        let trial = SweepTrial { sweep_id: sweep.id, trial: index as i32, queued: index < max_parallel as usize };
+        let run = submit::record_trial(&mut tx, experiment.id, who.user_id, trial, plan).await?;
+        created.push(json!({"trial": index, "run_id": run.run.id, "status": run.run.status, "params": trials[index]}));
+    }
+    let entry = audit::Entry {
+        user_id: who.user_id,
+        team_id: Some(experiment.team_id),
+        action: "sweep.create",
+        target_type: "sweep",
+        target_id: Some(sweep.id),
+        details: json!({ "experiment_id": experiment.id, "trials": created.len() }),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    tracing::info!(sweep.id = sweep.id, trials = created.len(), "sweep submitted");
+    Ok(HttpResponse::Created().json(json!({ "sweep": sweep, "trials": created })))
+}
+
+/// The sweep, if `user_id` has at least `needed` in its experiment's team.
+async fn visible(state: &AppState, user_id: i64, id: i64, needed: Role) -> Result<(Sweep, i64), ApiError> {
+    let sweep = store::sweeps::get(&state.pool, id).await?.ok_or(ApiError::NotFound("sweep"))?;
+    let experiment =
+        access::experiment(&state.pool, user_id, sweep.experiment_id, needed).await.map_err(|err| match err {
+            ApiError::NotFound(_) => ApiError::NotFound("sweep"),
+            other => other,
+        })?;
+    Ok((sweep, experiment.team_id))
+}
+
+pub async fn get(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let (sweep, _) = visible(&state, who.user_id, *id, Role::Viewer).await?;
+    let trials = store::sweeps::trials(&state.pool, &sweep).await?;
+    let params = sweep.spec["trials"].as_array().cloned().unwrap_or_default();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for trial in &trials {
+        *counts.entry(trial.status.as_str()).or_default() += 1;
+    }
+    let better = |a: f64, b: f64| if sweep.direction == "max" { a > b } else { a < b };
+    let best = trials
+        .iter()
+        .filter_map(|t| t.value.filter(|v| v.is_finite()).map(|v| (t, v)))
+        .reduce(|a, b| if better(b.1, a.1) { b } else { a })
+        .map(|(t, value)| json!({"trial": t.trial, "run_id": t.run_id, "value": value, "params": params.get(t.trial as usize)}));
+    let trials: Vec<Value> = trials
+        .iter()
+        .map(|t| {
+            let mut line = serde_json::to_value(t).unwrap_or_default();
+            line["params"] = params.get(t.trial as usize).cloned().unwrap_or_default();
+            line
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "sweep": sweep, "counts": counts, "best": best, "trials": trials })))
+}
+
+pub async fn cancel(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let (sweep, team_id) = visible(&state, who.user_id, *id, Role::Member).await?;
+    let mut tx = state.pool.begin().await?;
+    let Some((cancelled, stopping)) = store::sweeps::cancel(&mut tx, sweep.id).await? else {
+        return Err(ApiError::Conflict {
+            code: "sweep_finished",
+            message: format!("sweep {} is already {}", sweep.id, sweep.status),
+            field: None,
+        });
+    };
+    let entry = audit::Entry {
+        user_id: who.user_id,
+        team_id: Some(team_id),
+        action: "sweep.cancel",
+        target_type: "sweep",
+        target_id: Some(sweep.id),
+        details: json!({ "cancelled_runs": cancelled, "stopping_runs": stopping }),
+    };
+    audit::record(&mut *tx, entry).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(
+        json!({ "sweep_id": sweep.id, "status": "cancelled", "cancelled_runs": cancelled, "stopping_runs": stopping }),
+    ))
+}
