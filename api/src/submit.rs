@@ -261,7 +261,7 @@ impl Planner<'_> {
         if run.experiment_id != self.experiment_id {
             return Err(ApiError::invalid(field, "must be a run of the same experiment"));
         }
-        if matches!(run.status(), Some(RunStatus::Failed | RunStatus::Cancelled)) {
+        if matches!(run.status(), Some(RunStatus::Failed | RunStatus::Cancelled | RunStatus::StoppedEarly)) {
             return Err(ApiError::invalid(field, format!("run {} {} and has no model", run.id, run.status)));
         }
         Ok(run)
@@ -359,7 +359,7 @@ async fn record(
                 .await?;
             match status.parse::<RunStatus>().map_err(ApiError::Internal)? {
                 RunStatus::Succeeded => RunStatus::Queued,
-                RunStatus::Failed | RunStatus::Cancelled => {
+                RunStatus::Failed | RunStatus::Cancelled | RunStatus::StoppedEarly => {
                     return Err(ApiError::invalid("parent_run_id", format!("run {parent} {status} and has no model")));
                 }
                 RunStatus::Waiting | RunStatus::Queued | RunStatus::Running => RunStatus::Waiting,

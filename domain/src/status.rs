@@ -12,11 +12,20 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// A sweep's trial that early stopping (ASHA) ended at a rung; its metrics are kept.
+    StoppedEarly,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 6] =
-        [Self::Waiting, Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
+    pub const ALL: [RunStatus; 7] = [
+        Self::Waiting,
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+        Self::StoppedEarly,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -26,12 +35,13 @@ impl RunStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::StoppedEarly => "stopped_early",
         }
     }
 
     /// A finished run never changes status again.
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled | Self::StoppedEarly)
     }
 }
 

@@ -171,3 +171,48 @@ async fn trials_run_max_parallel_at_a_time_and_the_best_is_reported() {
         .unwrap();
     assert!(second_started >= first_finished, "one trial at a time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn asha_stops_the_clearly_worse_trial_at_the_first_rung_and_keeps_its_metrics() {
+    let env = TestEnv::new().await;
+    let _scheduler = env.start_scheduler().await;
+    let _worker = env.start_worker().await;
+    let experiment = env.create_experiment("asha").await;
+    let template = json!({"kind": "train", "params": {
+        "dataset": "synthetic-digits", "train_range": [0, 1024], "validation_range": [8000, 8256], "epochs": 3
+    }});
+    let (status, created) = sweep(
+        &env,
+        experiment,
+        json!({
+            "template": template, "strategy": "grid", "max_parallel": 1, "metric": "val_accuracy", "direction": "max",
+            "asha": {"min_epochs": 1, "reduction_factor": 2},
+            "space": {"learning_rate": {"type": "choice", "values": [0.003, 10.0]}}
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["sweep"]["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let report = loop {
+        let (_, report) = env.get(&format!("/api/v1/sweeps/{id}")).await;
+        if report["sweep"]["status"] == "finished" {
+            break report;
+        }
+        assert!(std::time::Instant::now() < deadline, "the sweep did not finish: {report}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(report["counts"], json!({"stopped_early": 1, "succeeded": 1}), "{report}");
+    let stopped = &report["trials"][1];
+    assert_eq!(stopped["status"], "stopped_early");
+    assert_eq!(stopped["error"], "stopped early by ASHA at rung 0 (after epoch 1)");
+    let epochs: Vec<i64> =
+        sqlx::query_scalar("SELECT step FROM metrics WHERE run_id = $1 AND key = 'val_accuracy' ORDER BY step")
+            .bind(stopped["run_id"].as_i64().unwrap())
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(epochs, [1], "its first epoch's metrics are kept, and it trained no further");
+    assert_eq!(report["trials"][0]["status"], "succeeded");
+    assert_eq!(report["best"]["params"], json!({"learning_rate": 0.003}));
+}

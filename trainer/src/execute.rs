@@ -35,6 +35,8 @@ pub enum RunEnd {
     HandedBack,
     /// Another attempt holds the run now: this one records nothing.
     LeaseLost,
+    /// Early stopping ended this sweep trial at a rung (the message says which).
+    StoppedEarly(String),
 }
 
 /// What the executor needs from the worker, built once per process.
@@ -64,6 +66,8 @@ impl Drop for AbortOnDrop {
 struct StopFlags {
     cancel: AtomicBool,
     lease_lost: AtomicBool,
+    /// Set when early stopping ends the run, with the reason it records.
+    stopped_early: std::sync::OnceLock<String>,
 }
 
 /// A message from the training thread to the metric writer.
@@ -145,6 +149,7 @@ impl Executor {
                 RunEnd::Succeeded
             }
             Ok(Ok(None)) if flags.lease_lost.load(Ordering::Relaxed) => RunEnd::LeaseLost,
+            Ok(Ok(None)) if let Some(reason) = flags.stopped_early.get() => RunEnd::StoppedEarly(reason.clone()),
             Ok(Ok(None)) if flags.cancel.load(Ordering::Relaxed) => RunEnd::Cancelled,
             Ok(Ok(None)) => RunEnd::HandedBack,
             Ok(Err(err)) => RunEnd::Failed(format!("{err:#}")),
@@ -191,6 +196,7 @@ impl RunEnd {
             Self::Succeeded => Some((RunStatus::Succeeded, None)),
             Self::Cancelled => Some((RunStatus::Cancelled, Some("cancelled on request"))),
             Self::Failed(message) => Some((RunStatus::Failed, Some(message))),
+            Self::StoppedEarly(reason) => Some((RunStatus::StoppedEarly, Some(reason))),
             Self::HandedBack | Self::LeaseLost => None,
         }
     }
@@ -216,7 +222,10 @@ impl Progress for RunProgress {
     }
 
     fn stop(&self) -> Option<Stop> {
-        if self.flags.lease_lost.load(Ordering::Relaxed) || self.flags.cancel.load(Ordering::Relaxed) {
+        let stopped = self.flags.lease_lost.load(Ordering::Relaxed)
+            || self.flags.cancel.load(Ordering::Relaxed)
+            || self.flags.stopped_early.get().is_some();
+        if stopped {
             Some(Stop::Now)
         } else if self.shutting_down.load(Ordering::Relaxed) {
             Some(Stop::AfterCheckpoint)
@@ -243,6 +252,14 @@ impl Progress for RunProgress {
             anyhow::Ok(())
         })?;
         tracing::info!(epoch = checkpoint.position.epoch, step = checkpoint.position.step, "checkpoint saved");
+        // Every point of the finished epoch is stored now, so a sweep's early stopping can
+        // rank this trial against the others.
+        let finished_epoch = checkpoint.position.epoch.saturating_sub(1);
+        if let Some(rung) = self.runtime.block_on(self.store.stopping_rung(self.lease, finished_epoch))? {
+            let reason = format!("stopped early by ASHA at rung {rung} (after epoch {finished_epoch})");
+            tracing::info!(rung, epoch = finished_epoch, "stopped early: not among the best at this rung");
+            let _ = self.flags.stopped_early.set(reason);
+        }
         Ok(())
     }
 }

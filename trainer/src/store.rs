@@ -136,6 +136,16 @@ impl Store {
         })
     }
 
+    /// Whether early stopping ends this sweep trial after `epoch`: the rung that stops it.
+    /// The decision is Postgres's (`asha_stopping_rung`), over every trial's stored metric.
+    pub async fn stopping_rung(&self, lease: Lease, epoch: u32) -> sqlx::Result<Option<i32>> {
+        sqlx::query_scalar("SELECT asha_stopping_rung($1, $2)")
+            .bind(lease.run_id.0)
+            .bind(epoch as i32)
+            .fetch_one(&self.pool)
+            .await
+    }
+
     /// The final checkpoint of a run, if it has one.
     pub async fn final_checkpoint(&self, run_id: RunId) -> sqlx::Result<Option<String>> {
         sqlx::query_scalar(

@@ -150,7 +150,7 @@ impl WorkerState {
                 tracing::info!("run handed back to the queue");
             }
             RunEnd::Failed(error) => tracing::error!(error = %error, "run failed"),
-            RunEnd::Succeeded | RunEnd::Cancelled => {}
+            RunEnd::Succeeded | RunEnd::Cancelled | RunEnd::StoppedEarly(_) => {}
         }
         if let Some((status, error)) = end.final_status() {
             if retry("recording the outcome", || self.store.finish(lease, &self.worker_id, status, error)).await {

@@ -35,6 +35,17 @@ pub struct SweepRequest {
     /// The metric that ranks trials (the best value among each trial's runs) and its direction.
     metric: String,
     direction: Direction,
+    /// Early stopping by asynchronous successive halving on `metric`, logged per epoch.
+    asha: Option<Asha>,
+}
+
+/// Rungs at `min_epochs * reduction_factor^k` epochs; at each, a trial goes on only if it is
+/// in the best `1 / reduction_factor` of the trials that reached it.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Asha {
+    min_epochs: u32,
+    reduction_factor: u32,
 }
 
 pub async fn create(
@@ -58,6 +69,14 @@ pub async fn create(
     let metric = request.metric.trim();
     if metric.is_empty() || metric.len() > crate::routes::MAX_KEY_CHARS {
         return Err(ApiError::invalid("metric", "the metric key that ranks trials, such as `val_accuracy`"));
+    }
+    if let Some(asha) = request.asha {
+        if !(1..=1_000).contains(&asha.min_epochs) {
+            return Err(ApiError::invalid("asha.min_epochs", "must be between 1 and 1000"));
+        }
+        if !(2..=10).contains(&asha.reduction_factor) {
+            return Err(ApiError::invalid("asha.reduction_factor", "must be between 2 and 10"));
+        }
     }
     let template: RunSubmission = decode_value(request.template.clone(), "template")?;
 
@@ -85,7 +104,7 @@ pub async fn create(
     let spec = json!({
         "template": request.template, "space": request.space, "strategy": request.strategy, "seed": request.seed,
         "max_runs": max_runs, "max_parallel": max_parallel, "metric": metric, "direction": request.direction,
-        "trials": trials,
+        "asha": request.asha, "trials": trials,
     });
     let mut tx = state.pool.begin().await?;
     let sweep =

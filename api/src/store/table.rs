@@ -141,7 +141,7 @@ async fn count(pool: &PgPool, query: &TableQuery<'_>) -> sqlx::Result<i64> {
 pub async fn totals(pool: &PgPool, query: &TableQuery<'_>) -> sqlx::Result<Totals> {
     let mut sql = QueryBuilder::<Postgres>::new(
         "SELECT count(*), count(*) FILTER (WHERE r.status = 'succeeded'),
-                count(*) FILTER (WHERE r.status IN ('succeeded', 'failed', 'cancelled')) FROM runs r",
+                count(*) FILTER (WHERE r.status IN ('succeeded', 'failed', 'cancelled', 'stopped_early')) FROM runs r",
     );
     push_conditions(&mut sql, query);
     let (runs, succeeded, finished): (i64, i64, i64) = sql.build_query_as().fetch_one(pool).await?;
