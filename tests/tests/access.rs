@@ -180,6 +180,7 @@ async fn every_dashboard_page_needs_a_session_and_every_form_its_csrf_token() {
         let path = route
             .replace("/experiments/{id}", &format!("/experiments/{}", f.experiment))
             .replace("/runs/{id}", &format!("/runs/{}", f.run))
+            .replace("/sweeps/{id}", &format!("/sweeps/{}", f.sweep))
             .replace("{artifact_id}", &f.artifact.to_string())
             .replace("/tokens/{id}", &format!("/tokens/{}", f.token))
             .replace("/teams/{id}", &format!("/teams/{}", f.team));

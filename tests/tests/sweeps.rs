@@ -170,6 +170,15 @@ async fn trials_run_max_parallel_at_a_time_and_the_best_is_reported() {
         .await
         .unwrap();
     assert!(second_started >= first_finished, "one trial at a time");
+
+    let (browser, _) = env.browser().await;
+    let (status, html) = env.page(&browser, &format!("/sweeps/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"best-trial\"") && html.contains("learning_rate = 0.003"), "the best trial is named");
+    assert!(html.contains("aria-label=\"Best val_accuracy so far\""), "the score over time is drawn");
+    assert!(html.contains("Params against val_accuracy"), "and the params against it");
+    let (_, experiment_page) = env.page(&browser, &format!("/experiments/{experiment}")).await;
+    assert!(experiment_page.contains(&format!("href=\"/sweeps/{id}\"")), "the experiment lists its sweep");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -9,6 +9,7 @@ mod history;
 mod login;
 mod pages;
 mod queue;
+mod sweep;
 mod table;
 mod tradeoff;
 mod view;
@@ -30,6 +31,7 @@ route_table! {
         get "/history" => history::history_page;
         get "/history.csv" => history::history_csv;
         get "/queue" => queue::queue_page;
+        get "/sweeps/{id}" => sweep::sweep_page;
         post "/runs/{id}/cancel" => pages::cancel_run_form;
         get "/runs/{id}/artifacts/{artifact_id}" => pages::download_artifact;
         get "/tokens" => login::tokens_page;

@@ -90,6 +90,7 @@ pub async fn experiment_page(
     let page = ExperimentPage {
         nav: Nav::of(&who),
         metric_keys: store::table::metric_keys(&state.pool, experiment.id).await?,
+        sweeps: store::sweeps::of_experiment(&state.pool, experiment.id).await?,
         table: table.view(page, &values, false),
         table_hidden: Vec::new(),
         experiment,

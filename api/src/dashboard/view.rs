@@ -13,6 +13,7 @@ use crate::{
         experiments::{Experiment, ExperimentSummary},
         logs::LogLine,
         runs::{Artifact, Attempt, Run, RunRow},
+        sweeps::Sweep,
     },
 };
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
@@ -85,6 +86,8 @@ pub struct ExperimentPage {
     pub table_hidden: Vec<(String, String)>,
     /// The experiment's metric keys, offered as columns.
     pub metric_keys: Vec<String>,
+    /// Its sweeps, newest first, with their trial counts (all, finished).
+    pub sweeps: Vec<(Sweep, i64, i64)>,
     /// Every measured model of the experiment, most accurate first, and its charts.
     pub tradeoff: Vec<TradeoffLine>,
     pub tradeoff_charts: Vec<Chart>,

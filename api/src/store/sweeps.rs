@@ -104,3 +104,25 @@ pub async fn cancel(tx: &mut sqlx::PgConnection, id: i64) -> sqlx::Result<Option
     .await?;
     Ok(Some((cancelled.rows_affected(), stopping.rows_affected())))
 }
+
+/// An experiment's sweeps, newest first, with how many trials each has and has finished.
+pub async fn of_experiment(pool: &PgPool, experiment_id: i64) -> sqlx::Result<Vec<(Sweep, i64, i64)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        sweep: Sweep,
+        trials: i64,
+        finished: i64,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT s.id, s.experiment_id, s.spec, s.max_parallel, s.metric, s.direction, s.status, s.created_at, s.finished_at,
+                count(r.id) AS trials,
+                count(r.id) FILTER (WHERE r.status IN ('succeeded', 'failed', 'cancelled', 'stopped_early')) AS finished
+         FROM sweeps s LEFT JOIN runs r ON r.sweep_id = s.id AND r.parent_run_id IS NULL
+         WHERE s.experiment_id = $1 GROUP BY s.id ORDER BY s.id DESC LIMIT 50",
+    )
+    .bind(experiment_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.sweep, row.trials, row.finished)).collect())
+}
