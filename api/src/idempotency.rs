@@ -165,7 +165,14 @@ async fn claim(pool: &PgPool, scope: &str, key: &str, fingerprint: &str) -> sqlx
     if claimed.is_some() {
         return Ok(Claim::Claimed);
     }
-    let stored: Option<(String, Option<i16>, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Stored {
+        fingerprint: String,
+        status: Option<i16>,
+        content_type: Option<String>,
+        body: Option<Vec<u8>>,
+    }
+    let stored: Option<Stored> = sqlx::query_as(
         "SELECT fingerprint, status, content_type, body FROM idempotency_keys WHERE scope = $1 AND key = $2",
     )
     .bind(scope)
@@ -175,11 +182,11 @@ async fn claim(pool: &PgPool, scope: &str, key: &str, fingerprint: &str) -> sqlx
     Ok(match stored {
         // Released by a failed request between the two statements: ask the client to retry.
         None => Claim::InProgress,
-        Some((stored, ..)) if stored != fingerprint => Claim::OtherRequest,
-        Some((_, Some(status), content_type, body)) => {
+        Some(stored) if stored.fingerprint != fingerprint => Claim::OtherRequest,
+        Some(Stored { status: Some(status), content_type, body, .. }) => {
             Claim::Replay { status, content_type, body: body.unwrap_or_default() }
         }
-        Some((_, None, ..)) => Claim::InProgress,
+        Some(_) => Claim::InProgress,
     })
 }
 

@@ -16,6 +16,7 @@ use cairn_domain::{DataDefaults, DatasetName, RunKind, RunParams, RunRequest, Ru
 use serde::{Deserialize, Serialize};
 
 pub const MAX_PRIORITY: i64 = 1_000;
+pub const MAX_TIME_LIMIT_SECONDS: i64 = 7 * 24 * 3600;
 /// The most runs one submission may create.
 pub const MAX_PIPELINE_RUNS: usize = 100;
 
@@ -32,6 +33,8 @@ pub struct RunSubmission {
     /// Children inherit their parent's queue and priority unless they name their own.
     pub queue: Option<String>,
     pub priority: Option<i64>,
+    /// The most wall time the run may take from its first start; past it, it fails.
+    pub time_limit_seconds: Option<i64>,
     #[serde(default)]
     pub children: Vec<RunSubmission>,
 }
@@ -48,6 +51,7 @@ pub struct CreatedRun {
 struct PlannedRun {
     params: RunParams,
     name: Option<String>,
+    time_limit_seconds: Option<i32>,
     /// An existing run, locked and checked again when recording; `None` for the root of a
     /// train run or for a child whose parent is in the tree.
     existing_parent: Option<i64>,
@@ -177,6 +181,16 @@ impl Planner<'_> {
             return Err(ApiError::invalid(name, message));
         }
         let name = submission.name.as_deref().map(|name| valid_name(name, &field("name"))).transpose()?;
+        let time_limit_seconds = match submission.time_limit_seconds {
+            Some(seconds) if (1..=MAX_TIME_LIMIT_SECONDS).contains(&seconds) => Some(seconds as i32),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    field("time_limit_seconds"),
+                    format!("must be between 1 and {MAX_TIME_LIMIT_SECONDS} (a week)"),
+                ));
+            }
+            None => None,
+        };
         let request = decode_request(submission.kind, submission.params, &field("params"))?;
         let data = match (request.dataset(), inherited) {
             (Some(name), _) => {
@@ -247,7 +261,7 @@ impl Planner<'_> {
             Parent::Existing(run) => Some(run.id),
             Parent::None | Parent::InTree(_) => None,
         };
-        Ok(PlannedRun { params, name, existing_parent, queue, priority, children })
+        Ok(PlannedRun { params, name, time_limit_seconds, existing_parent, queue, priority, children })
     }
 
     /// An existing run this user may read, in the same experiment, that has or will have a
@@ -377,6 +391,7 @@ async fn record(
             name: plan.name.as_deref(),
             submitted_by: recording.submitted_by,
             sweep: recording.sweep.map(|s| (s.sweep_id, s.trial)),
+            time_limit_seconds: plan.time_limit_seconds,
             kind: plan.params.kind(),
             status,
             parent_run_id: parent_in_tree.or(plan.existing_parent),

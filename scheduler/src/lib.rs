@@ -55,6 +55,7 @@ impl Scheduler {
                     if self.postgres_reachable_since.elapsed() >= self.settings.reap_grace {
                         self.log_errors("ending expired leases", Self::reap_expired_leases).await;
                     }
+                    self.log_errors("enforcing time limits", Self::enforce_time_limits).await;
                     self.log_errors("dispatching queued runs", Self::dispatch_all).await;
                 }
                 _ = vacuums.tick() => self.log_errors("vacuuming finished jobs", Self::vacuum_queues).await,
@@ -106,6 +107,37 @@ impl Scheduler {
         if let Err(err) = result {
             tracing::warn!(run.id = %run_id, error = format!("{err:#}"), "dispatching a run failed; the next sweep retries");
         }
+    }
+
+    /// Fails every running run past its time limit, naming the limit. The attempt's worker
+    /// finds its run no longer running at its next lease renewal and stops writing.
+    pub async fn enforce_time_limits(&mut self) -> anyhow::Result<usize> {
+        let stopped: Vec<(i64, i32, i32)> = sqlx::query_as(
+            "WITH late AS (
+                 SELECT r.id, r.attempt, r.time_limit_seconds FROM runs r
+                 WHERE r.status = 'running' AND r.time_limit_seconds IS NOT NULL
+                   AND r.started_at + make_interval(secs => r.time_limit_seconds) < now()
+                 FOR UPDATE SKIP LOCKED
+             ), ended AS (
+                 UPDATE run_attempts a SET outcome = 'failed', ended_at = now(), error = 'time limit exceeded'
+                 FROM late l WHERE a.run_id = l.id AND a.attempt = l.attempt
+             )
+             UPDATE runs r SET status = 'failed', finished_at = now(), lease_expires_at = NULL,
+                    error = format('stopped: past its time limit of %s s', l.time_limit_seconds)
+             FROM late l WHERE r.id = l.id
+             RETURNING r.id, l.attempt, l.time_limit_seconds",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (run_id, attempt, limit) in &stopped {
+            tracing::warn!(
+                run.id = run_id,
+                run.attempt = attempt,
+                time_limit_seconds = limit,
+                "run past its time limit: failed"
+            );
+        }
+        Ok(stopped.len())
     }
 
     /// Ends every attempt whose lease expired (its worker died, hung or lost Postgres for too

@@ -139,6 +139,50 @@ async fn cancelling_a_running_run_stops_it_and_keeps_its_metrics() {
     assert_eq!(body["error"], "run_finished");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_past_its_time_limit_fails_with_the_reason_and_keeps_its_metrics() {
+    let env = TestEnv::new().await;
+    let _scheduler = env.start_scheduler().await;
+    let _worker = env.start_worker().await;
+    let experiment = env.create_experiment("time limit").await;
+    let long = json!({"kind": "train", "time_limit_seconds": 6, "params": {
+        "dataset": "synthetic-digits", "train_range": [0, 8000], "validation_range": [8000, 10000],
+        "epochs": 50, "batch_size": 16, "log_every": 10
+    }});
+    let (status, run) = env.post(&format!("/api/v1/experiments/{experiment}/runs"), &long).await;
+    assert_eq!(status, 201, "{run}");
+    let run_id = run["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while env.count("metrics").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "no metrics were written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run = env.wait_for_status(run_id, &["failed", "succeeded", "cancelled"], Duration::from_secs(60)).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["error"], "stopped: past its time limit of 6 s");
+    assert!(env.count("metrics").await > 0, "what it logged before the limit remains");
+    let outcome: String = sqlx::query_scalar("SELECT outcome FROM run_attempts WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(outcome, "failed");
+
+    // The worker let go of it: the next run trains.
+    let next = env.submit_train(experiment, small_run(1)).await;
+    assert_eq!(
+        env.wait_for_status(next, &["succeeded", "failed"], Duration::from_secs(60)).await["status"],
+        "succeeded"
+    );
+    let (status, error) = env
+        .post(
+            &format!("/api/v1/experiments/{experiment}/runs"),
+            &json!({"kind": "train", "time_limit_seconds": 0, "params": small_run(1)}),
+        )
+        .await;
+    assert_eq!((status, error["field"].as_str()), (422, Some("time_limit_seconds")), "{error}");
+}
+
 /// Loads samples of synthetic-digits the same way the worker does.
 mod cairn_datasets_for_test {
     use super::*;

@@ -153,7 +153,16 @@ impl TrainForm {
 }
 
 fn child(kind: RunKind, params: Value, children: Vec<RunSubmission>) -> RunSubmission {
-    RunSubmission { kind, name: None, params, parent_run_id: None, queue: None, priority: None, children }
+    RunSubmission {
+        kind,
+        name: None,
+        params,
+        parent_run_id: None,
+        queue: None,
+        priority: None,
+        time_limit_seconds: None,
+        children,
+    }
 }
 
 fn integer(errors: &mut FieldErrors, field: &str, text: &str) -> Option<i64> {

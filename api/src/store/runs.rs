@@ -9,7 +9,7 @@ macro_rules! run_columns {
     () => {
         "r.id, r.experiment_id, r.name, r.kind, r.status, r.params, r.parent_run_id, r.queue, r.priority,
          r.attempt, r.worker_id, r.error, r.cancel_requested_at, r.created_at, r.started_at, r.finished_at,
-         r.submitted_by, r.sweep_id, r.trial"
+         r.submitted_by, r.sweep_id, r.trial, r.time_limit_seconds"
     };
 }
 
@@ -47,6 +47,7 @@ pub struct Run {
     /// The sweep it is a trial (or part of a trial's pipeline) of, and the trial's number.
     pub sweep_id: Option<i64>,
     pub trial: Option<i32>,
+    pub time_limit_seconds: Option<i32>,
 }
 
 impl Run {
@@ -78,6 +79,7 @@ pub struct NewRun<'a> {
     pub submitted_by: i64,
     /// The sweep and trial number of a sweep's run.
     pub sweep: Option<(i64, i32)>,
+    pub time_limit_seconds: Option<i32>,
     pub kind: RunKind,
     /// Queued, or waiting for its parent to succeed.
     pub status: RunStatus,
@@ -93,8 +95,8 @@ pub struct NewRun<'a> {
 pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Result<Run> {
     let run: Run = sqlx::query_as(concat!(
         "INSERT INTO runs AS r (experiment_id, kind, params, queue, priority, parent_run_id, status, name, submitted_by,
-                                sweep_id, trial)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                sweep_id, trial, time_limit_seconds)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          RETURNING ",
         run_columns!(),
         ""
@@ -110,6 +112,7 @@ pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Resul
     .bind(new.submitted_by)
     .bind(new.sweep.map(|(sweep, _)| sweep))
     .bind(new.sweep.map(|(_, trial)| trial))
+    .bind(new.time_limit_seconds)
     .fetch_one(&mut *tx)
     .await?;
     if new.status == RunStatus::Queued {
