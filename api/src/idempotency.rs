@@ -26,8 +26,12 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // An upload (up to hundreds of megabytes) is not held in memory to compare: it is stored
+    // by its content, so a repeated upload stores no second file (it gets a new id).
     let key = match req.headers().get(HEADER) {
-        Some(key) if req.method() == Method::POST => key.to_str().ok().map(str::to_owned).unwrap_or_default(),
+        Some(key) if req.method() == Method::POST && !req.path().ends_with("/uploads") => {
+            key.to_str().ok().map(str::to_owned).unwrap_or_default()
+        }
         _ => return Ok(next.call(req).await?.map_into_boxed_body()),
     };
     // Without a bearer token the handler refuses the request anyway.

@@ -17,10 +17,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
 
 async fn measure(stack: &mut Stack, options: &Options) -> anyhow::Result<Vec<Row>> {
     stack.start_api().await?;
-    let client = stack.client()?;
-    let experiment: Value =
-        client.post(stack.url("/api/v1/experiments")).json(&json!({"name": "ingest"})).send().await?.json().await?;
-    let experiment = experiment["id"].as_i64().context("creating the experiment")?;
+    let experiment = stack.create_experiment("ingest").await?;
     let (points_per_writer, repetitions) = if options.quick { (40_000, 1) } else { (100_000, 3) };
     let mut rows = Vec::new();
     for batch in [1_000, 10_000] {
@@ -53,18 +50,10 @@ async fn measure(stack: &mut Stack, options: &Options) -> anyhow::Result<Vec<Row
 }
 
 async fn new_runs(stack: &Stack, experiment: i64, count: usize) -> anyhow::Result<Vec<i64>> {
-    let client = stack.client()?;
+    let body = json!({"kind": "train", "params": {"dataset": "synthetic-digits", "train_range": [0, 64], "validation_range": [64, 96]}});
     let mut ids = Vec::with_capacity(count);
     for _ in 0..count {
-        let body = json!({"kind": "train", "params": {"dataset": "synthetic-digits", "train_range": [0, 64], "validation_range": [64, 96]}});
-        let run: Value = client
-            .post(stack.url(&format!("/api/v1/experiments/{experiment}/runs")))
-            .json(&body)
-            .send()
-            .await?
-            .json()
-            .await?;
-        ids.push(run["id"].as_i64().with_context(|| format!("submitting: {run}"))?);
+        ids.push(stack.submit(experiment, &body).await?);
     }
     Ok(ids)
 }
@@ -76,7 +65,7 @@ fn point(index: usize) -> (&'static str, i64, f64) {
 
 /// Points per second with one client per run, each posting its points in `batch`es.
 async fn through_api(stack: &Stack, runs: &[i64], batch: usize, points: usize) -> anyhow::Result<f64> {
-    let client = stack.client()?;
+    let client = stack.client();
     // Bodies are built before the clock starts: the client's JSON work is not the server's.
     let bodies: Vec<Vec<String>> = runs
         .iter()

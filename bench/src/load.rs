@@ -3,7 +3,7 @@
 //! second, latency percentiles, errors, and the API's peak resident memory.
 use crate::{Options, Row, stack::Stack, stats::Summary};
 use anyhow::Context;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 50;
@@ -25,11 +25,9 @@ struct Seen {
 
 async fn measure(stack: &mut Stack, options: &Options) -> anyhow::Result<Vec<Row>> {
     let api = stack.start_api().await?;
-    let client = stack.client()?;
+    let client = stack.client();
     let session = stack.session().await?;
-    let experiment: Value =
-        client.post(stack.url("/api/v1/experiments")).json(&json!({"name": "load"})).send().await?.json().await?;
-    let experiment = experiment["id"].as_i64().context("creating the experiment")?;
+    let experiment = stack.create_experiment("load").await?;
     let runs = seed(stack, experiment).await?;
     let duration = Duration::from_secs(if options.quick { 10 } else { 30 });
     let submit_url = stack.url(&format!("/api/v1/experiments/{experiment}/runs"));

@@ -55,8 +55,8 @@ impl Options {
     }
 }
 
-/// One line of the table: Cairn's figure, what it is compared with, and their ratio, where
-/// a ratio of 1 or more always means Cairn meets or beats the comparison.
+/// One line of the table: Cairn's figure, what it is compared with, and their ratio (see
+/// `RATIOS`).
 #[derive(Debug, Serialize)]
 pub struct Row {
     pub name: String,
@@ -118,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
     if options.json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "quick": options.quick, "rows": rows }))?);
     } else {
-        println!("{table}");
+        println!("{table}\n{RATIOS}");
     }
     if !options.quick && options.only.is_empty() {
         std::fs::write("BENCHMARKS.md", benchmarks_file(&table))?;
@@ -127,10 +127,12 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How to read the ratio column.
+const RATIOS: &str = "Ratio: for a speed, Cairn's over the comparison's; for a latency, the target's over Cairn's. \
+Above 1, Cairn is faster than what it is compared with; ingest's target is a ratio above 0.5 (within 2x of COPY).";
+
 fn markdown_table(rows: &[Row]) -> String {
-    let mut table = String::from(
-        "| Benchmark | Cairn | Compared with | Ratio (>= 1: Cairn meets or beats it) | Spread |\n|---|---|---|---|---|\n",
-    );
+    let mut table = String::from("| Benchmark | Cairn | Compared with | Ratio | Spread |\n|---|---|---|---|---|\n");
     for row in rows {
         let comparison = match row.comparison {
             Some(value) => format!("{} ({})", number(value), row.comparison_label),
@@ -157,7 +159,7 @@ fn number(value: f64) -> String {
 /// `BENCHMARKS.md`: the table with when, where and with what it was measured.
 fn benchmarks_file(table: &str) -> String {
     format!(
-        "# Benchmarks\n\nThe latest full `./dev bench`, measured {} on {}.\n\n{}\n{table}\nEach figure and its comparison were measured in the same run. Re-run with `./dev bench` (about 5 minutes) or `./dev bench --quick`.\n",
+        "# Benchmarks\n\nThe latest full `./dev bench`, measured {} on {}.\n\n{}\n{table}\n{RATIOS}\n\nEach figure and its comparison were measured in the same run. Re-run with `./dev bench` (about 5 minutes) or `./dev bench --quick`.\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine(),
         versions(),

@@ -27,18 +27,13 @@ async fn measure(stack: &mut Stack, options: &Options) -> anyhow::Result<Vec<Row
     stack.start_api().await?;
     stack.start_scheduler()?;
     stack.start_trainer(1)?;
-    let client = stack.client()?;
-    let experiment: Value =
-        client.post(stack.url("/api/v1/experiments")).json(&json!({"name": "queue"})).send().await?.json().await?;
-    let experiment = experiment["id"].as_i64().context("creating the experiment")?;
-    let submit_url = stack.url(&format!("/api/v1/experiments/{experiment}/runs"));
+    let experiment = stack.create_experiment("queue").await?;
     let runs = if options.quick { 50 } else { 200 };
 
     // One at a time: each run waits for an idle worker, as the first run of a quiet queue does.
     let mut ids = Vec::with_capacity(runs);
     for _ in 0..runs + 5 {
-        let run: Value = client.post(&submit_url).json(&tiny_run()).send().await?.json().await?;
-        let id = run["id"].as_i64().with_context(|| format!("submitting: {run}"))?;
+        let id = stack.submit(experiment, &tiny_run()).await?;
         wait_finished(stack, &[id], Duration::from_secs(60)).await?;
         ids.push(id);
     }
@@ -55,8 +50,7 @@ async fn measure(stack: &mut Stack, options: &Options) -> anyhow::Result<Vec<Row
     let started = Instant::now();
     let mut batch = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let run: Value = client.post(&submit_url).json(&tiny_run()).send().await?.json().await?;
-        batch.push(run["id"].as_i64().with_context(|| format!("submitting: {run}"))?);
+        batch.push(stack.submit(experiment, &tiny_run()).await?);
     }
     wait_finished(stack, &batch, Duration::from_secs(600)).await?;
     let per_second = runs as f64 / started.elapsed().as_secs_f64();

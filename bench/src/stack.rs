@@ -15,7 +15,8 @@ const TEAM: &str = "bench";
 pub struct Stack {
     pub pool: PgPool,
     pub base_url: String,
-    pub token: String,
+    /// Sends the bench user's API token.
+    http: reqwest::Client,
     database: String,
     database_url: String,
     admin_url: String,
@@ -47,10 +48,12 @@ impl Stack {
         let artifact_dir = std::env::temp_dir().join(format!("cairn-bench-{id}"));
         std::fs::create_dir_all(&artifact_dir)?;
         let bin_dir = std::env::current_exe()?.parent().context("the bench binary has no folder")?.to_owned();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
         Ok(Self {
             pool,
             base_url: String::new(),
-            token,
+            http: reqwest::Client::builder().default_headers(headers).build()?,
             database,
             database_url,
             admin_url,
@@ -117,11 +120,29 @@ impl Stack {
         format!("{}{path}", self.base_url)
     }
 
-    /// A client that sends the bench user's API token.
-    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", self.token).parse()?);
-        Ok(reqwest::Client::builder().default_headers(headers).build()?)
+    /// A client that sends the bench user's API token (clones share one connection pool).
+    pub fn client(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
+    /// Creates an experiment through the API and returns its id.
+    pub async fn create_experiment(&self, name: &str) -> anyhow::Result<i64> {
+        let response: serde_json::Value = self
+            .http
+            .post(self.url("/api/v1/experiments"))
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        response["id"].as_i64().with_context(|| format!("creating the experiment: {response}"))
+    }
+
+    /// Submits a run (or pipeline) through the API and returns the root run's id.
+    pub async fn submit(&self, experiment: i64, body: &serde_json::Value) -> anyhow::Result<i64> {
+        let url = self.url(&format!("/api/v1/experiments/{experiment}/runs"));
+        let run: serde_json::Value = self.http.post(url).json(body).send().await?.json().await?;
+        run["id"].as_i64().with_context(|| format!("submitting: {run}"))
     }
 
     /// A cookie-keeping client signed in to the dashboard.

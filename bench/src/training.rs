@@ -39,7 +39,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Vec<Row>> {
         stack.start_api().await?;
         stack.start_scheduler()?;
         let trainer = stack.start_trainer(THREADS)?;
-        let experiment = create_experiment(&stack).await?;
+        let experiment = stack.create_experiment("training").await?;
         let (mut cairn, mut pytorch) = (Vec::new(), Vec::new());
         let mut peak_rss = 0;
         for round in 0..repetitions {
@@ -95,32 +95,13 @@ fn data_dir() -> PathBuf {
     PathBuf::from(std::env::var("CAIRN_DATA_DIR").unwrap_or_else(|_| "../shared/data".into()))
 }
 
-async fn create_experiment(stack: &Stack) -> anyhow::Result<i64> {
-    let response: Value = stack
-        .client()?
-        .post(stack.url("/api/v1/experiments"))
-        .json(&json!({"name": "training"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    response["id"].as_i64().context("creating the experiment")
-}
-
 async fn train_with_cairn(stack: &Stack, experiment: i64, epochs: u32) -> anyhow::Result<Trained> {
-    let client = stack.client()?;
+    let client = stack.client();
     let body = json!({"kind": "train", "params": {
         "dataset": "mnist", "train_range": [0, TRAIN], "validation_range": [TRAIN, TRAIN + TEST],
         "epochs": epochs, "batch_size": BATCH_SIZE, "learning_rate": 0.001, "seed": 0
     }});
-    let run: Value = client
-        .post(stack.url(&format!("/api/v1/experiments/{experiment}/runs")))
-        .json(&body)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = run["id"].as_i64().with_context(|| format!("submitting: {run}"))?;
+    let id = stack.submit(experiment, &body).await?;
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
         let run: Value = client.get(stack.url(&format!("/api/v1/runs/{id}"))).send().await?.json().await?;

@@ -16,6 +16,19 @@ async fn sweep(env: &TestEnv, experiment: i64, body: Value) -> (u16, Value) {
     env.post(&format!("/api/v1/experiments/{experiment}/sweeps"), &body).await
 }
 
+/// The sweep's report once it has finished.
+async fn wait_finished(env: &TestEnv, id: i64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, report) = env.get(&format!("/api/v1/sweeps/{id}")).await;
+        if report["sweep"]["status"] == "finished" {
+            return report;
+        }
+        assert!(std::time::Instant::now() < deadline, "the sweep did not finish: {report}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn trial_params(created: &Value, key: &str) -> Vec<Value> {
     created["trials"].as_array().unwrap().iter().map(|t| t["params"][key].clone()).collect()
 }
@@ -149,15 +162,7 @@ async fn trials_run_max_parallel_at_a_time_and_the_best_is_reported() {
     .await;
     assert_eq!(status, 201, "{created}");
     let id = created["sweep"]["id"].as_i64().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let report = loop {
-        let (_, report) = env.get(&format!("/api/v1/sweeps/{id}")).await;
-        if report["sweep"]["status"] == "finished" {
-            break report;
-        }
-        assert!(std::time::Instant::now() < deadline, "the sweep did not finish: {report}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let report = wait_finished(&env, id).await;
     assert_eq!(report["counts"], json!({"succeeded": 2}), "{report}");
     assert_eq!(report["best"]["params"], json!({"learning_rate": 0.003}), "{report}");
     let (first_finished, second_started): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) =
@@ -202,15 +207,7 @@ async fn asha_stops_the_clearly_worse_trial_at_the_first_rung_and_keeps_its_metr
     .await;
     assert_eq!(status, 201, "{created}");
     let id = created["sweep"]["id"].as_i64().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    let report = loop {
-        let (_, report) = env.get(&format!("/api/v1/sweeps/{id}")).await;
-        if report["sweep"]["status"] == "finished" {
-            break report;
-        }
-        assert!(std::time::Instant::now() < deadline, "the sweep did not finish: {report}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let report = wait_finished(&env, id).await;
     assert_eq!(report["counts"], json!({"stopped_early": 1, "succeeded": 1}), "{report}");
     let stopped = &report["trials"][1];
     assert_eq!(stopped["status"], "stopped_early");
