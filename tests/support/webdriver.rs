@@ -87,11 +87,6 @@ impl Browser {
         self.find_all(css).await.into_iter().next().unwrap_or_else(|| panic!("no element matches `{css}`"))
     }
 
-    pub async fn text(&self, element: &Element) -> String {
-        let text = self.command(reqwest::Method::GET, &format!("/element/{}/text", element.0), None).await;
-        text.as_str().unwrap_or_default().to_owned()
-    }
-
     pub async fn click(&self, element: &Element) {
         self.command(reqwest::Method::POST, &format!("/element/{}/click", element.0), Some(json!({}))).await;
     }
@@ -104,15 +99,22 @@ impl Browser {
             .await;
     }
 
+    /// The text of the first element matching `css` (empty when none does), read in one
+    /// script call: an element the page's live script replaces between a lookup and a read
+    /// can never be stale here.
+    pub async fn text_of(&self, css: &str) -> String {
+        let script = "const e = document.querySelector(arguments[0]); return e ? e.textContent.trim() : '';";
+        let text =
+            self.command(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": [css]}))).await;
+        text.as_str().unwrap_or_default().to_owned()
+    }
+
     /// Waits until the text of `css` satisfies `done`, without reloading: what changes is what
     /// the page's own script changed. Returns the last text seen.
     pub async fn wait_for_text(&self, css: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            let text = match self.find_all(css).await.first() {
-                Some(element) => self.text(element).await,
-                None => String::new(),
-            };
+            let text = self.text_of(css).await;
             if done(&text) {
                 return text;
             }

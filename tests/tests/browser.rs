@@ -39,11 +39,11 @@ async fn a_run_submitted_in_the_browser_goes_live_to_succeeded_and_compares_with
 
     let run_url = browser.url().await;
     assert!(run_url.contains("/runs/"), "the form leads to the run's page, not {run_url}");
-    let heading = browser.text(&browser.find("h1").await).await;
+    let heading = browser.text_of("h1").await;
     assert!(heading.contains(RUN_NAME), "the name shows as text, not as a script: {heading}");
     // It waits behind the first run, so the page opens before it ends; from here only the
     // page's own script updates the status: this loop never reloads.
-    let first = browser.text(&browser.find("#run-status").await).await;
+    let first = browser.text_of("#run-status").await;
     assert!(first == "queued" || first == "running", "the page opened on a live run, not a {first} one");
     let status =
         browser.wait_for_text("#run-status", Duration::from_secs(120), |s| s == "succeeded" || s == "failed").await;
@@ -65,7 +65,7 @@ async fn a_run_submitted_in_the_browser_goes_live_to_succeeded_and_compares_with
     assert!(browser.url().await.contains("/compare?"), "at {}", browser.url().await);
     let curves = browser.find_all("figure svg[aria-label='val_loss'] path.series").await;
     assert_eq!(curves.len(), 2, "two curves on the validation-loss chart");
-    let legend = browser.text(&browser.find("main ul.legend").await).await;
+    let legend = browser.text_of("main ul.legend").await;
     assert!(legend.contains(RUN_NAME) && legend.contains(&format!("#{other}")), "{legend}");
     browser.screenshot(&shots.join("compare.png")).await;
 
