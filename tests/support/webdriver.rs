@@ -123,6 +123,20 @@ impl Browser {
         }
     }
 
+    /// Waits until the page's address satisfies `done` (a click that submits a form returns
+    /// before the browser has loaded the next page). Returns the address.
+    pub async fn wait_for_url(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let url = self.url().await;
+            if done(&url) {
+                return url;
+            }
+            assert!(Instant::now() < deadline, "still at {url} after {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Ends the session, which closes Chromium.
     pub async fn quit(self) {
         let _ = self.http.delete(&self.session).send().await;

@@ -26,6 +26,7 @@ async fn a_run_submitted_in_the_browser_goes_live_to_succeeded_and_compares_with
     browser.fill("input[name=name]", ADMIN).await;
     browser.fill("input[name=password]", ADMIN_PASSWORD).await;
     browser.click(&browser.find("form button[type=submit]").await).await;
+    browser.wait_for_url(Duration::from_secs(30), |url| !url.ends_with("/login")).await;
 
     browser.open(&env.url(&format!("/experiments/{experiment}/new"))).await;
     browser.fill("#name", RUN_NAME).await;
@@ -37,8 +38,7 @@ async fn a_run_submitted_in_the_browser_goes_live_to_succeeded_and_compares_with
     browser.screenshot(&shots.join("new-run.png")).await;
     browser.click(&browser.find("main form button[type=submit]").await).await;
 
-    let run_url = browser.url().await;
-    assert!(run_url.contains("/runs/"), "the form leads to the run's page, not {run_url}");
+    let run_url = browser.wait_for_url(Duration::from_secs(30), |url| url.contains("/runs/")).await;
     let heading = browser.text_of("h1").await;
     assert!(heading.contains(RUN_NAME), "the name shows as text, not as a script: {heading}");
     // It waits behind the first run, so the page opens before it ends; from here only the
@@ -62,7 +62,7 @@ async fn a_run_submitted_in_the_browser_goes_live_to_succeeded_and_compares_with
     browser.screenshot(&shots.join("experiment.png")).await;
     browser.click(&browser.find("form[action='/compare'] button[type=submit]").await).await;
 
-    assert!(browser.url().await.contains("/compare?"), "at {}", browser.url().await);
+    browser.wait_for_url(Duration::from_secs(30), |url| url.contains("/compare?")).await;
     let curves = browser.find_all("figure svg[aria-label='val_loss'] path.series").await;
     assert_eq!(curves.len(), 2, "two curves on the validation-loss chart");
     let legend = browser.text_of("main ul.legend").await;
