@@ -87,7 +87,16 @@ pub async fn middleware(
         }
     }
 
-    let response = next.call(request).await?;
+    let response = match next.call(request).await {
+        Ok(response) => response,
+        Err(err) => {
+            // Nothing was answered: free the key so the retry runs.
+            if let Err(release_err) = release(&state.pool, &scope, &key).await {
+                tracing::error!(error = %release_err, "releasing an idempotency key failed");
+            }
+            return Err(err);
+        }
+    };
     let (http, response) = response.into_parts();
     let status = response.status();
     let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
