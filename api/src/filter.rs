@@ -105,6 +105,26 @@ pub struct Clause {
     pub value: Value,
 }
 
+/// The clause `field = text`, for a form's select (the history page's status and kind), with
+/// the checks of the filter language.
+pub fn field_clause(field: Field, text: &str) -> Result<Clause, String> {
+    field_value(field, text)?;
+    Ok(Clause { target: Target::Field(field), op: Op::Equal, value: Value::Text(text.to_owned()) })
+}
+
+/// Whether `text` is a value `field` can hold: statuses and kinds by their names.
+fn field_value(field: Field, text: &str) -> Result<(), String> {
+    match field {
+        Field::Status if text.parse::<RunStatus>().is_err() => {
+            Err(format!("`{text}` is not a status ({})", RunStatus::ALL.map(RunStatus::as_str).join(", ")))
+        }
+        Field::Kind if text.parse::<RunKind>().is_err() => {
+            Err(format!("`{text}` is not a run kind ({})", RunKind::ALL.map(RunKind::as_str).join(", ")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What was wrong with a filter, and where (a character position, from 1).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("at character {at}: {message}")]
@@ -202,14 +222,9 @@ fn check(
         (Target::Field(_), Value::Number(_)) | (Target::Field(_), Value::Text(_)) if op.is_ordering() => {
             Err(error(name_at, format!("`{name}` is text: compare it with = or !=")))
         }
-        (Target::Field(Field::Status), Value::Text(text)) if text.parse::<RunStatus>().is_err() => Err(error(
-            value_at,
-            format!("`{text}` is not a status (waiting, queued, running, succeeded, failed, cancelled)"),
-        )),
-        (Target::Field(Field::Kind), Value::Text(text)) if text.parse::<RunKind>().is_err() => Err(error(
-            value_at,
-            format!("`{text}` is not a run kind (train, evaluate, prune, quantize, ensemble, predict)"),
-        )),
+        (Target::Field(field), Value::Text(text)) => {
+            field_value(*field, text).map_err(|message| error(value_at, message))
+        }
         (Target::Metric(key), Value::Text(text)) => {
             Err(error(value_at, format!("the metric `{key}` is a number; `{text}` is not")))
         }

@@ -129,18 +129,20 @@ pub async fn compare_page(
     let only_differences = query_value(query, "diff").is_some_and(|v| v == "1");
     let flat: Vec<BTreeMap<String, Value>> = runs.iter().map(|run| flatten(&run.params)).collect();
     let param_keys: BTreeSet<&String> = flat.iter().flat_map(|params| params.keys()).collect();
+    let differing: BTreeSet<&String> = param_keys
+        .iter()
+        .copied()
+        .filter(|key| flat.iter().map(|params| params.get(*key)).collect::<Vec<_>>().windows(2).any(|w| w[0] != w[1]))
+        .collect();
     let params: Vec<Row> = param_keys
         .iter()
-        .map(|key| {
-            let values: Vec<Option<&Value>> = flat.iter().map(|params| params.get(*key)).collect();
-            Row {
-                key: (*key).clone(),
-                differs: values.windows(2).any(|w| w[0] != w[1]),
-                values: values.iter().map(|v| v.map(plain).unwrap_or_default()).collect(),
-                best: None,
-            }
+        .filter(|key| differing.contains(*key) || !only_differences)
+        .map(|key| Row {
+            key: (*key).clone(),
+            differs: differing.contains(*key),
+            values: flat.iter().map(|params| params.get(*key).map(plain).unwrap_or_default()).collect(),
+            best: None,
         })
-        .filter(|row| row.differs || !only_differences)
         .collect();
 
     let summaries = store::metrics::summaries(&state.pool, &ids).await?;
@@ -193,12 +195,8 @@ pub async fn compare_page(
         .or_else(|| ["val_accuracy", "accuracy"].into_iter().find(|k| by_key.contains_key(*k)).map(str::to_owned))
         .or_else(|| metric_choices.first().cloned())
         .unwrap_or_default();
-    let mut dimensions: Vec<Dimension> = param_keys
+    let mut dimensions: Vec<Dimension> = differing
         .iter()
-        .filter(|key| {
-            let values: Vec<Option<&Value>> = flat.iter().map(|params| params.get(**key)).collect();
-            values.windows(2).any(|w| w[0] != w[1])
-        })
         .map(|key| Dimension {
             name: (*key).clone(),
             values: flat.iter().map(|params| params.get(*key).cloned()).collect(),

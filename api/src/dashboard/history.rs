@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     auth::SessionUser,
-    filter::{Clause, Field, Op, Target, Value},
+    filter::{self, Clause, Field},
     startup::AppState,
     store::{self, table::TableQuery},
 };
@@ -112,14 +112,9 @@ impl Selection {
             if text.is_empty() {
                 continue;
             }
-            // The same checks as the filter language, so the message is the same.
-            match crate::filter::parse(&format!("{name} = '{}'", text.replace('\'', ""))) {
-                Ok(_) => clauses.push(Clause {
-                    target: Target::Field(field),
-                    op: Op::Equal,
-                    value: Value::Text(text.to_owned()),
-                }),
-                Err(err) => errors.push(format!("{name}: {}", err.message)),
+            match filter::field_clause(field, text) {
+                Ok(clause) => clauses.push(clause),
+                Err(message) => errors.push(format!("{name}: {message}")),
             }
         }
         Self { table, clauses, experiment_id, submitted_by, created_from, created_before, errors }

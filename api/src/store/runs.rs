@@ -14,12 +14,14 @@ macro_rules! run_columns {
 }
 
 /// Joins a run `r` to its accuracy `acc.value`: the last validation accuracy of a train run,
-/// the accuracy of an evaluate run, the accuracy after pruning or quantizing.
+/// the accuracy of an evaluate run, the accuracy after pruning or quantizing. Read from the
+/// `run_metrics` summaries, not the points.
 macro_rules! accuracy_join {
     () => {
         "LEFT JOIN LATERAL (
-             SELECT value FROM metrics m WHERE m.run_id = r.id AND m.key IN ('val_accuracy', 'accuracy', 'accuracy_after')
-             ORDER BY m.step DESC LIMIT 1
+             SELECT s.last_value AS value FROM run_metrics s
+             WHERE s.run_id = r.id AND s.key IN ('val_accuracy', 'accuracy', 'accuracy_after')
+             ORDER BY s.last_step DESC LIMIT 1
          ) acc ON true"
     };
 }

@@ -28,16 +28,17 @@ pub async fn measured(pool: &PgPool, experiment_id: i64) -> sqlx::Result<Vec<Mea
     sqlx::query_as(
         "SELECT e.id AS evaluation_id, e.kind AS evaluation_kind, e.params AS evaluation_params,
                 p.id AS model_id, p.kind AS model_kind, p.params AS model_params, p.parent_run_id AS model_parent_id,
-                max(x.value) FILTER (WHERE x.key = 'accuracy') AS accuracy,
-                max(x.value) FILTER (WHERE x.key = 'cross_entropy') AS cross_entropy,
-                max(x.value) FILTER (WHERE x.key = 'model_bytes') AS model_bytes,
-                max(x.value) FILTER (WHERE x.key = 'nonzero_parameters') AS nonzero_parameters,
-                max(x.value) FILTER (WHERE x.key = 'latency_ms/batch_1/median') AS latency_1_ms,
-                max(x.value) FILTER (WHERE x.key = 'latency_ms/batch_64/median') AS latency_64_ms,
-                max(x.value) FILTER (WHERE x.key = 'noise_accuracy/0.3') AS noise_accuracy
+                max(x.last_value) FILTER (WHERE x.key = 'accuracy') AS accuracy,
+                max(x.last_value) FILTER (WHERE x.key = 'cross_entropy') AS cross_entropy,
+                max(x.last_value) FILTER (WHERE x.key = 'model_bytes') AS model_bytes,
+                max(x.last_value) FILTER (WHERE x.key = 'nonzero_parameters') AS nonzero_parameters,
+                max(x.last_value) FILTER (WHERE x.key = 'latency_ms/batch_1/median') AS latency_1_ms,
+                max(x.last_value) FILTER (WHERE x.key = 'latency_ms/batch_64/median') AS latency_64_ms,
+                max(x.last_value) FILTER (WHERE x.key = 'noise_accuracy/0.3') AS noise_accuracy
          FROM runs e
          JOIN runs p ON p.id = e.parent_run_id
-         JOIN metrics x ON x.run_id = e.id AND x.step = 0
+         -- An evaluation measures once: each key's one value is its summary's last.
+         JOIN run_metrics x ON x.run_id = e.id
          WHERE e.experiment_id = $1 AND e.kind IN ('evaluate', 'ensemble') AND e.status = 'succeeded'
          GROUP BY e.id, p.id
          ORDER BY e.id DESC
