@@ -10,6 +10,7 @@ pub mod ids;
 pub mod job;
 pub mod metrics;
 pub mod params;
+pub mod retry;
 pub mod settings;
 pub mod status;
 pub mod sweep;
@@ -22,4 +23,5 @@ pub use params::{
     DataDefaults, Device, EnsembleParams, EvaluateParams, Layer, Optimizer, PredictInput, PredictParams, PruneMethod,
     PruneParams, QuantizeParams, RunParams, RunRequest, TrainParams, TrainRequest,
 };
+pub use retry::RetryPolicy;
 pub use status::{RunKind, RunStatus};

@@ -20,6 +20,13 @@ pub use settings::Settings;
 /// The channel the API notifies with a run id when it commits a queued run.
 pub const RUNS_QUEUED_CHANNEL: &str = "cairn_runs_queued";
 
+/// A queued run whose retry backoff, if any, is over: one a worker may claim now.
+macro_rules! due {
+    () => {
+        "status = 'queued' AND (retry_at IS NULL OR retry_at <= now())"
+    };
+}
+
 /// How many queued runs one sweep pushes at most, in start order.
 const SWEEP_LIMIT: i64 = 5_000;
 
@@ -94,7 +101,7 @@ impl Scheduler {
     async fn dispatch_one(&mut self, run_id: RunId) {
         let result = async {
             let row: Option<(i64, i32, String)> =
-                sqlx::query_as("SELECT id, attempt, queue FROM runs WHERE id = $1 AND status = 'queued'")
+                sqlx::query_as(concat!("SELECT id, attempt, queue FROM runs WHERE id = $1 AND ", due!()))
                     .bind(run_id.0)
                     .fetch_optional(&self.pool)
                     .await?;
@@ -141,41 +148,29 @@ impl Scheduler {
     }
 
     /// Ends every attempt whose lease expired (its worker died, hung or lost Postgres for too
-    /// long) as lost, and queues its run again, or fails it once `max_lost_attempts` attempts
-    /// were lost. The run's attempt count is its fencing token, so the lost worker, should it
-    /// come back, can write nothing more.
+    /// long) as lost: the run is queued again after its backoff, or fails once the retry
+    /// policy's attempts are spent. The run's attempt count is its fencing token, so the lost
+    /// worker, should it come back, can write nothing more.
     pub async fn reap_expired_leases(&mut self) -> anyhow::Result<usize> {
-        let reaped: Vec<(i64, String, i32, Option<String>)> = sqlx::query_as(
-            "WITH expired AS (
-                 SELECT r.id, r.attempt, r.worker_id,
-                        1 + (SELECT count(*) FROM run_attempts a WHERE a.run_id = r.id AND a.outcome = 'lost') AS lost
-                 FROM runs r
-                 WHERE r.status = 'running' AND r.lease_expires_at < now()
-                 FOR UPDATE SKIP LOCKED
-             ), ended AS (
-                 UPDATE run_attempts a SET outcome = 'lost', ended_at = now(),
-                        error = 'the worker stopped renewing its lease'
-                 FROM expired e WHERE a.run_id = e.id AND a.attempt = e.attempt
-             )
-             UPDATE runs r SET
-                 status = CASE WHEN e.lost >= $1 THEN 'failed' ELSE 'queued' END,
-                 finished_at = CASE WHEN e.lost >= $1 THEN now() END,
-                 error = CASE WHEN e.lost >= $1
-                     THEN format('%s attempts lost their worker (the last on %s); not retried again', e.lost, e.worker_id) END,
-                 worker_id = CASE WHEN e.lost >= $1 THEN r.worker_id END,
-                 lease_expires_at = NULL
-             FROM expired e WHERE r.id = e.id
-             RETURNING r.id, r.status, e.attempt, e.worker_id",
+        let (first_backoff, max_backoff) = self.settings.retry.backoff_millis();
+        let reaped: Vec<(i64, i32, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT e.id, e.attempt, e.worker_id,
+                    retry_or_fail(e.id, e.attempt, 'lost', 'the worker stopped renewing its lease', $1, $2, $3)
+             FROM (SELECT id, attempt, worker_id FROM runs
+                   WHERE status = 'running' AND lease_expires_at < now()
+                   FOR UPDATE SKIP LOCKED) e",
         )
-        .bind(i64::from(self.settings.max_lost_attempts))
+        .bind(self.settings.retry.max_attempts as i32)
+        .bind(first_backoff)
+        .bind(max_backoff)
         .fetch_all(&self.pool)
         .await?;
-        for (run_id, status, attempt, worker) in &reaped {
+        for (run_id, attempt, worker, status) in &reaped {
             tracing::warn!(
                 run.id = run_id,
                 run.attempt = attempt,
                 worker.id = worker.as_deref().unwrap_or("?"),
-                status,
+                status = status.as_deref().unwrap_or("unchanged"),
                 "lease expired: attempt lost"
             );
         }
@@ -205,10 +200,11 @@ impl Scheduler {
 
     /// Pushes every queued run, in the order they should start.
     pub async fn dispatch_all(&mut self) -> anyhow::Result<usize> {
-        let rows: Vec<(i64, i32, String)> = sqlx::query_as(
-            "SELECT id, attempt, queue FROM runs WHERE status = 'queued'
-             ORDER BY queue, priority DESC, id LIMIT $1",
-        )
+        let rows: Vec<(i64, i32, String)> = sqlx::query_as(concat!(
+            "SELECT id, attempt, queue FROM runs WHERE ",
+            due!(),
+            " ORDER BY queue, priority DESC, id LIMIT $1"
+        ))
         .bind(SWEEP_LIMIT)
         .fetch_all(&self.pool)
         .await?;

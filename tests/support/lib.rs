@@ -90,6 +90,15 @@ impl Drop for Service {
 
 /// The `cairn-trainer` binary beside this test's executable (`target/debug/deps/..`), or
 /// `CAIRN_TRAINER_BIN`.
+/// The production policy with short waits, so tests of lost workers stay quick.
+pub fn test_retry_policy() -> cairn_domain::RetryPolicy {
+    cairn_domain::RetryPolicy {
+        max_attempts: 3,
+        first_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+    }
+}
+
 pub fn trainer_binary() -> PathBuf {
     if let Ok(path) = std::env::var("CAIRN_TRAINER_BIN") {
         return PathBuf::from(path);
@@ -221,16 +230,23 @@ impl TestEnv {
         }
     }
 
-    pub async fn start_scheduler(&self) -> Service {
-        let settings = cairn_scheduler::Settings {
+    pub fn scheduler_settings(&self) -> cairn_scheduler::Settings {
+        cairn_scheduler::Settings {
             database_url: Secret::new(self.database_url.clone()),
             redis_url: Secret::new(redis_url()),
             queue_prefix: self.queue_prefix.clone(),
             sweep_interval: Duration::from_millis(500),
-            max_lost_attempts: 3,
+            retry: test_retry_policy(),
             reap_grace: Duration::from_secs(5),
             vacuum_interval: Duration::from_millis(500),
-        };
+        }
+    }
+
+    pub async fn start_scheduler(&self) -> Service {
+        self.start_scheduler_with(self.scheduler_settings()).await
+    }
+
+    pub async fn start_scheduler_with(&self, settings: cairn_scheduler::Settings) -> Service {
         let scheduler = cairn_scheduler::Scheduler::build(settings).await.unwrap();
         Service::spawn(|stopped| {
             scheduler.run_until(async move {
@@ -253,11 +269,16 @@ impl TestEnv {
             heartbeat_interval: Duration::from_millis(250),
             // Short, so a killed worker is replaced quickly; long enough for a loaded CI machine.
             lease_duration: Duration::from_secs(4),
+            retry: test_retry_policy(),
         }
     }
 
     pub async fn start_worker(&self) -> Service {
-        let worker = cairn_trainer::Worker::build(self.worker_settings()).await.unwrap();
+        self.start_worker_with(self.worker_settings()).await
+    }
+
+    pub async fn start_worker_with(&self, settings: cairn_trainer::Settings) -> Service {
+        let worker = cairn_trainer::Worker::build(settings).await.unwrap();
         Service::spawn(|stopped| {
             worker.run_until(async move {
                 let _ = stopped.await;
@@ -284,6 +305,9 @@ impl TestEnv {
             .env("CAIRN_POLL_INTERVAL_MS", "50")
             .env("CAIRN_HEARTBEAT_INTERVAL_MS", settings.heartbeat_interval.as_millis().to_string())
             .env("CAIRN_LEASE_SECONDS", settings.lease_duration.as_secs_f64().to_string())
+            .env("CAIRN_MAX_ATTEMPTS", settings.retry.max_attempts.to_string())
+            .env("CAIRN_RETRY_BACKOFF_MS", settings.retry.first_backoff.as_millis().to_string())
+            .env("CAIRN_RETRY_MAX_BACKOFF_MS", settings.retry.max_backoff.as_millis().to_string())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

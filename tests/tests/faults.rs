@@ -117,3 +117,102 @@ async fn sigterm_hands_the_run_back_and_another_worker_resumes_it() {
     println!("SIGTERM: {} metric points resumed, {} uninterrupted", resumed.len(), whole.len());
     assert_eq!(resumed, whole);
 }
+
+/// Runs short enough that the retry tests spend their time in backoffs, not training.
+fn tiny_params() -> Value {
+    json!({"dataset": "synthetic-digits", "train_range": [0, 256], "validation_range": [9000, 9064],
+           "epochs": 1, "batch_size": 32, "seed": 3})
+}
+
+/// Makes the artifact folder's `runs` a file, so saving any checkpoint fails as a full or
+/// broken disk would: an infrastructure failure, not the run's.
+fn block_checkpoints(env: &TestEnv) -> std::path::PathBuf {
+    std::fs::create_dir_all(&env.artifact_dir).unwrap();
+    let blocked = env.artifact_dir.join("runs");
+    std::fs::write(&blocked, b"not a folder").unwrap();
+    blocked
+}
+
+async fn attempt_outcomes(env: &TestEnv, run_id: i64) -> Vec<(i32, Option<String>, Option<String>)> {
+    sqlx::query_as("SELECT attempt, outcome, error FROM run_attempts WHERE run_id = $1 ORDER BY attempt")
+        .bind(run_id)
+        .fetch_all(&env.pool)
+        .await
+        .unwrap()
+}
+
+fn retry_policy(max_attempts: u32, first_backoff: Duration) -> cairn_domain::RetryPolicy {
+    cairn_domain::RetryPolicy { max_attempts, first_backoff, max_backoff: Duration::from_secs(30) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_infrastructure_failure_is_retried_after_its_backoff_and_the_run_then_succeeds() {
+    let env = TestEnv::new().await;
+    let policy = retry_policy(3, Duration::from_secs(2));
+    let _scheduler =
+        env.start_scheduler_with(cairn_scheduler::Settings { retry: policy, ..env.scheduler_settings() }).await;
+    let _worker = env.start_worker_with(cairn_trainer::Settings { retry: policy, ..env.worker_settings() }).await;
+    let blocked = block_checkpoints(&env);
+    let experiment = env.create_experiment("retries").await;
+    let run_id = env.submit_train(experiment, tiny_params()).await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while attempt_outcomes(&env, run_id).await.first().is_none_or(|(_, outcome, _)| outcome.is_none()) {
+        assert!(Instant::now() < deadline, "the first attempt did not end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, run) = env.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["status"], "queued", "{run}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.starts_with("attempt 1: ") && error.ends_with("retrying after 2.0 s"), "{error}");
+    let waiting: bool = sqlx::query_scalar("SELECT retry_at > now() FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert!(waiting, "the run is held back until its backoff is over");
+    std::fs::remove_file(&blocked).unwrap();
+
+    let run = env.wait_for_status(run_id, &["succeeded", "failed"], Duration::from_secs(60)).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let attempts = attempt_outcomes(&env, run_id).await;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0].1.as_deref(), Some("infra_failed"));
+    assert!(attempts[0].2.as_deref().unwrap().contains("runs"), "the error names the path: {attempts:?}");
+    assert_eq!(attempts[1].1.as_deref(), Some("succeeded"));
+    let gap: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM b.started_at - a.ended_at)::float8 FROM run_attempts a, run_attempts b
+         WHERE a.run_id = $1 AND b.run_id = $1 AND a.attempt = 1 AND b.attempt = 2",
+    )
+    .bind(run_id)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert!(gap >= 2.0, "the second attempt started {gap:.2} s after the first failed, inside its backoff");
+    let free: Option<i64> =
+        sqlx::query_scalar("SELECT current_run_id FROM workers").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(free, None, "the worker is free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_fails_once_its_attempts_are_spent_on_infrastructure_failures() {
+    let env = TestEnv::new().await;
+    let policy = retry_policy(2, Duration::from_millis(300));
+    let _scheduler =
+        env.start_scheduler_with(cairn_scheduler::Settings { retry: policy, ..env.scheduler_settings() }).await;
+    let _worker = env.start_worker_with(cairn_trainer::Settings { retry: policy, ..env.worker_settings() }).await;
+    block_checkpoints(&env);
+    let experiment = env.create_experiment("retries spent").await;
+    let run_id = env.submit_train(experiment, tiny_params()).await;
+
+    let run = env.wait_for_status(run_id, &["succeeded", "failed"], Duration::from_secs(60)).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let error = run["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("2 attempts failed on infrastructure problems") && error.ends_with("not retried again"),
+        "{error}"
+    );
+    let outcomes: Vec<_> =
+        attempt_outcomes(&env, run_id).await.into_iter().map(|(n, outcome, _)| (n, outcome)).collect();
+    assert_eq!(outcomes, [(1, Some("infra_failed".to_owned())), (2, Some("infra_failed".to_owned()))]);
+}

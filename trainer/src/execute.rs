@@ -2,10 +2,12 @@
 //! lease is renewed, stream metrics to Postgres, record its files, and say how it ended.
 use crate::{
     checkpoint,
+    failure::Failure,
     jobs::{self, Inputs, Job},
     store::{ClaimedRun, Lease, LeaseState, MetricPoint, Store},
     training::{Checkpoint, Progress, Stop},
 };
+use anyhow::Context;
 use cairn_datasets::DataDir;
 use cairn_domain::{PredictInput, PredictParams, RunId, RunKind, RunParams, RunStatus};
 use std::{
@@ -31,6 +33,9 @@ pub enum RunEnd {
     Cancelled,
     /// A problem with the run itself (bad params, bad data, a model error): not retried.
     Failed(String),
+    /// A problem of the infrastructure (out of memory, Postgres, files that cannot be
+    /// written): the run is retried under the retry policy.
+    InfrastructureFailed(String),
     /// The worker is shutting down: the run goes back to the queue and resumes elsewhere.
     HandedBack,
     /// Another attempt holds the run now: this one records nothing.
@@ -106,7 +111,7 @@ impl Executor {
         };
         let inputs = match self.inputs(lease.run_id, &params, run.parent_run_id).await {
             Ok(inputs) => inputs,
-            Err(message) => return RunEnd::Failed(message),
+            Err(err) => return RunEnd::failed(&err),
         };
         let job = Job {
             run_id: lease.run_id.0,
@@ -143,7 +148,9 @@ impl Executor {
                     match self.store.insert_artifact(lease, kind, &file.path, file.bytes, &file.sha256).await {
                         Ok(true) => {}
                         Ok(false) => return RunEnd::LeaseLost,
-                        Err(err) => return RunEnd::Failed(format!("recording the {kind} failed: {err}")),
+                        Err(err) => {
+                            return RunEnd::failed(&anyhow::Error::from(err).context(format!("recording the {kind}")));
+                        }
                     }
                 }
                 RunEnd::Succeeded
@@ -152,44 +159,51 @@ impl Executor {
             Ok(Ok(None)) if let Some(reason) = flags.stopped_early.get() => RunEnd::StoppedEarly(reason.clone()),
             Ok(Ok(None)) if flags.cancel.load(Ordering::Relaxed) => RunEnd::Cancelled,
             Ok(Ok(None)) => RunEnd::HandedBack,
-            Ok(Err(err)) => RunEnd::Failed(format!("{err:#}")),
+            Ok(Err(err)) => RunEnd::failed(&err),
             Err(err) => RunEnd::Failed(format!("the job panicked: {err}")),
         }
     }
 
     /// Resolves the files a job reads: the checkpoints of its parent (and ensemble members),
     /// an earlier attempt's checkpoint, an uploaded file.
-    async fn inputs(&self, run_id: RunId, params: &RunParams, parent: Option<RunId>) -> Result<Inputs, String> {
+    async fn inputs(&self, run_id: RunId, params: &RunParams, parent: Option<RunId>) -> anyhow::Result<Inputs> {
         let mut from = Vec::from_iter(parent);
         if let RunParams::Ensemble(ensemble) = params {
             from.extend(&ensemble.members);
         }
         let mut inputs = Inputs::default();
         for run in from {
-            match self.store.final_checkpoint(run).await {
-                Ok(Some(path)) => inputs.models.push(self.artifact_dir.join(path)),
-                Ok(None) => return Err(format!("run {run} has no final checkpoint")),
-                Err(err) => return Err(format!("looking up the checkpoint of run {run} failed: {err}")),
-            }
+            let path = self
+                .store
+                .final_checkpoint(run)
+                .await
+                .with_context(|| format!("looking up the checkpoint of run {run}"))?;
+            let path = path.with_context(|| format!("run {run} has no final checkpoint"))?;
+            inputs.models.push(self.artifact_dir.join(path));
         }
         if matches!(params, RunParams::Train(_) | RunParams::Prune(_)) {
-            inputs.resume = match self.store.resume_checkpoint(run_id).await {
-                Ok(path) => path.map(|path| self.artifact_dir.join(path)),
-                Err(err) => return Err(format!("looking up the resume checkpoint failed: {err}")),
-            };
+            let path = self.store.resume_checkpoint(run_id).await.context("looking up the resume checkpoint")?;
+            inputs.resume = path.map(|path| self.artifact_dir.join(path));
         }
         if let RunParams::Predict(PredictParams { input: PredictInput::Upload { upload_id, .. }, .. }) = params {
-            inputs.upload = match self.store.upload_path(*upload_id).await {
-                Ok(Some(path)) => Some(self.artifact_dir.join(path)),
-                Ok(None) => return Err(format!("upload {upload_id} no longer exists")),
-                Err(err) => return Err(format!("looking up upload {upload_id} failed: {err}")),
-            };
+            let path =
+                self.store.upload_path(*upload_id).await.with_context(|| format!("looking up upload {upload_id}"))?;
+            let path = path.with_context(|| format!("upload {upload_id} no longer exists"))?;
+            inputs.upload = Some(self.artifact_dir.join(path));
         }
         Ok(inputs)
     }
 }
 
 impl RunEnd {
+    /// The end of an attempt that failed with `err`: retried if the infrastructure is at fault.
+    fn failed(err: &anyhow::Error) -> Self {
+        match Failure::of(err) {
+            Failure::Run(message) => Self::Failed(message),
+            Failure::Infrastructure(message) => Self::InfrastructureFailed(message),
+        }
+    }
+
     /// The final status and error this outcome records, if it ends the run.
     pub fn final_status(&self) -> Option<(RunStatus, Option<&str>)> {
         match self {
@@ -197,7 +211,7 @@ impl RunEnd {
             Self::Cancelled => Some((RunStatus::Cancelled, Some("cancelled on request"))),
             Self::Failed(message) => Some((RunStatus::Failed, Some(message))),
             Self::StoppedEarly(reason) => Some((RunStatus::StoppedEarly, Some(reason))),
-            Self::HandedBack | Self::LeaseLost => None,
+            Self::InfrastructureFailed(_) | Self::HandedBack | Self::LeaseLost => None,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod device;
 pub mod encoding;
 pub mod evaluation;
 pub mod execute;
+pub mod failure;
 pub mod jobs;
 pub mod model;
 pub mod optim;

@@ -1,4 +1,7 @@
-use cairn_domain::settings::{Secret, env_list_or, env_or};
+use cairn_domain::{
+    RetryPolicy,
+    settings::{Secret, env_list_or, env_or},
+};
 use std::{path::PathBuf, time::Duration};
 
 /// The worker's settings, read once at start. README.md lists each variable.
@@ -28,6 +31,9 @@ pub struct Settings {
     /// `CAIRN_LEASE_SECONDS`: how long a run stays this worker's without a renewal; after
     /// that the scheduler gives it to another worker.
     pub lease_duration: Duration,
+    /// When a run that failed on the infrastructure is tried again (`CAIRN_MAX_ATTEMPTS`,
+    /// `CAIRN_RETRY_BACKOFF_MS`, `CAIRN_RETRY_MAX_BACKOFF_MS`; the scheduler's too).
+    pub retry: RetryPolicy,
 }
 
 impl Settings {
@@ -46,6 +52,7 @@ impl Settings {
             poll_interval: Duration::from_millis(env_or("CAIRN_POLL_INTERVAL_MS", 20)?),
             heartbeat_interval: Duration::from_millis(env_or("CAIRN_HEARTBEAT_INTERVAL_MS", 1_000)?),
             lease_duration: Duration::from_secs_f64(env_or("CAIRN_LEASE_SECONDS", 30.0)?),
+            retry: RetryPolicy::from_env()?,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Everything the worker reads from and writes to Postgres. Every write about a run carries
 //! its `Lease` (run and attempt): a worker whose attempt was superseded changes nothing.
-use cairn_domain::{RunId, RunJob, RunStatus};
+use cairn_domain::{RetryPolicy, RunId, RunJob, RunStatus};
 use sqlx::PgPool;
 use std::borrow::Cow;
 use std::time::Duration;
@@ -80,12 +80,13 @@ impl Store {
             "WITH best AS (
                  SELECT r.id FROM runs r
                  WHERE r.status = 'queued' AND r.queue = (SELECT queue FROM runs WHERE id = $1)
+               AND (r.retry_at IS NULL OR r.retry_at <= now())
                  ORDER BY r.priority DESC, r.id
                  LIMIT 1
                  FOR UPDATE SKIP LOCKED
              )
              UPDATE runs SET status = 'running', attempt = runs.attempt + 1, worker_id = $2,
-                    started_at = coalesce(started_at, now()), error = NULL,
+                    started_at = coalesce(started_at, now()), error = NULL, retry_at = NULL,
                     lease_expires_at = now() + make_interval(secs => $3)
              FROM best WHERE runs.id = best.id
              RETURNING runs.id, runs.attempt, runs.kind, runs.params, runs.parent_run_id",
@@ -219,13 +220,7 @@ impl Store {
     }
 
     /// Ends the attempt with a final status. `false` if the lease was lost meanwhile.
-    pub async fn finish(
-        &self,
-        lease: Lease,
-        worker_id: &str,
-        status: RunStatus,
-        error: Option<&str>,
-    ) -> sqlx::Result<bool> {
+    pub async fn finish(&self, lease: Lease, status: RunStatus, error: Option<&str>) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
         let result = sqlx::query(
             "UPDATE runs SET status = $3, error = $4, finished_at = now(), lease_expires_at = NULL
@@ -239,15 +234,31 @@ impl Store {
         .await?;
         let held = result.rows_affected() == 1;
         if held {
-            end_attempt(&mut tx, lease, worker_id, status.as_str(), error).await?;
+            end_attempt(&mut tx, lease, status.as_str(), error).await?;
         }
         tx.commit().await?;
         Ok(held)
     }
 
+    /// Ends the attempt with an infrastructure failure: the run is queued again after its
+    /// backoff, or fails once `policy`'s attempts are spent. The new status, or `None` if the
+    /// lease was lost meanwhile.
+    pub async fn retry_or_fail(&self, lease: Lease, error: &str, policy: &RetryPolicy) -> sqlx::Result<Option<String>> {
+        let (first_backoff, max_backoff) = policy.backoff_millis();
+        sqlx::query_scalar("SELECT retry_or_fail($1, $2, 'infra_failed', $3, $4, $5, $6)")
+            .bind(lease.run_id.0)
+            .bind(lease.attempt)
+            .bind(error)
+            .bind(policy.max_attempts as i32)
+            .bind(first_backoff)
+            .bind(max_backoff)
+            .fetch_one(&self.pool)
+            .await
+    }
+
     /// Returns the run to the queue for another attempt (the worker is shutting down), and
     /// tells the scheduler so it is pushed at once.
-    pub async fn hand_back(&self, lease: Lease, worker_id: &str) -> sqlx::Result<bool> {
+    pub async fn hand_back(&self, lease: Lease) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
         let result = sqlx::query(
             "UPDATE runs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL
@@ -259,7 +270,7 @@ impl Store {
         .await?;
         let held = result.rows_affected() == 1;
         if held {
-            end_attempt(&mut tx, lease, worker_id, "handed_back", Some("the worker shut down")).await?;
+            end_attempt(&mut tx, lease, "handed_back", Some("the worker shut down")).await?;
             sqlx::query("SELECT pg_notify('cairn_runs_queued', $1)")
                 .bind(lease.run_id.0.to_string())
                 .execute(&mut *tx)
@@ -270,11 +281,10 @@ impl Store {
     }
 }
 
-/// Records how an attempt ended and frees its worker.
+/// Records how an attempt ended. (A trigger frees the worker once its run stops running.)
 async fn end_attempt(
     tx: &mut sqlx::PgConnection,
     lease: Lease,
-    worker_id: &str,
     outcome: &str,
     error: Option<&str>,
 ) -> sqlx::Result<()> {
@@ -287,10 +297,5 @@ async fn end_attempt(
     .bind(error)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE workers SET current_run_id = NULL WHERE id = $1 AND current_run_id = $2")
-        .bind(worker_id)
-        .bind(lease.run_id.0)
-        .execute(&mut *tx)
-        .await?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::{
 use anyhow::Context;
 use apalis::prelude::*;
 use cairn_datasets::DataDir;
-use cairn_domain::{RunJob, job::RUN_JOB_VERSION};
+use cairn_domain::{RetryPolicy, RunJob, job::RUN_JOB_VERSION};
 use std::{
     future::Future,
     sync::{
@@ -34,6 +34,7 @@ struct WorkerState {
     worker_id: String,
     store: Store,
     executor: Executor,
+    retry: RetryPolicy,
     /// One run at a time per process, whichever queue it came from.
     busy: Semaphore,
 }
@@ -62,8 +63,13 @@ impl Worker {
             lease_duration: settings.lease_duration,
             shutting_down: Arc::new(AtomicBool::new(false)),
         };
-        let state =
-            Arc::new(WorkerState { worker_id: settings.worker_id.clone(), store, executor, busy: Semaphore::new(1) });
+        let state = Arc::new(WorkerState {
+            worker_id: settings.worker_id.clone(),
+            store,
+            executor,
+            retry: settings.retry,
+            busy: Semaphore::new(1),
+        });
         Ok(Self { settings, state, redis })
     }
 
@@ -146,14 +152,27 @@ impl WorkerState {
         match &end {
             RunEnd::LeaseLost => tracing::warn!("the run's lease was taken over; its outcome is not recorded"),
             RunEnd::HandedBack => {
-                retry("handing the run back", || self.store.hand_back(lease, &self.worker_id)).await;
+                retry("handing the run back", || self.store.hand_back(lease)).await;
                 tracing::info!("run handed back to the queue");
             }
             RunEnd::Failed(error) => tracing::error!(error = %error, "run failed"),
+            RunEnd::InfrastructureFailed(error) => {
+                let status =
+                    retry("recording the failure", || self.store.retry_or_fail(lease, error, &self.retry)).await;
+                match status.as_deref() {
+                    Some("queued") => {
+                        tracing::warn!(error = %error, "attempt failed on the infrastructure; retrying after a backoff")
+                    }
+                    Some(_) => {
+                        tracing::error!(error = %error, "attempt failed on the infrastructure; no attempts left: run failed")
+                    }
+                    None => tracing::warn!("the run's lease was taken over; its outcome is not recorded"),
+                }
+            }
             RunEnd::Succeeded | RunEnd::Cancelled | RunEnd::StoppedEarly(_) => {}
         }
         if let Some((status, error)) = end.final_status() {
-            if retry("recording the outcome", || self.store.finish(lease, &self.worker_id, status, error)).await {
+            if retry("recording the outcome", || self.store.finish(lease, status, error)).await {
                 tracing::info!(status = %status, "run ended");
             } else {
                 tracing::warn!("the run's lease was taken over; its outcome is not recorded");

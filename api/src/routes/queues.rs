@@ -21,7 +21,7 @@ pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<HttpResp
         let waiting = (now - run.queued_at).num_milliseconds() as f64 / 1e3;
         let item = json!({
             "run_id": run.id, "name": run.name, "kind": run.kind, "experiment": run.experiment_name,
-            "priority": run.priority, "position": run.position, "waiting_seconds": waiting,
+            "priority": run.priority, "position": run.position, "waiting_seconds": waiting, "retry_at": run.retry_at,
         });
         push(&run.queue, "queued", item);
     }

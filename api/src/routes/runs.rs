@@ -67,8 +67,10 @@ pub async fn list(
 pub async fn get(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let run = access::run(&state.pool, who.user_id, *id, Role::Viewer).await?;
     let artifacts = runs::artifacts(&state.pool, run.id).await?;
+    let attempts = runs::attempts(&state.pool, run.id).await?;
     let mut body = serde_json::to_value(&run).map_err(|err| ApiError::Internal(err.to_string()))?;
     body["artifacts"] = serde_json::to_value(artifacts).map_err(|err| ApiError::Internal(err.to_string()))?;
+    body["attempts"] = serde_json::to_value(attempts).map_err(|err| ApiError::Internal(err.to_string()))?;
     Ok(HttpResponse::Ok().json(body))
 }
 

@@ -15,6 +15,8 @@ pub struct QueuedRun {
     pub position: i64,
     /// Since it was submitted, or since its parent finished for a pipeline child.
     pub queued_at: DateTime<Utc>,
+    /// Set after an infrastructure failure: no worker starts it again before then.
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -49,11 +51,11 @@ pub struct WorkerRow {
 /// of the queue, the user's or not, because other teams' runs go first just the same.
 pub async fn queued(pool: &PgPool, user_id: i64) -> sqlx::Result<Vec<QueuedRun>> {
     sqlx::query_as(
-        "SELECT q.id, q.name, q.kind, e.name AS experiment_name, q.queue, q.priority, q.position, q.queued_at
+        "SELECT q.id, q.name, q.kind, e.name AS experiment_name, q.queue, q.priority, q.position, q.queued_at, q.retry_at
          FROM (
              SELECT r.id, r.name, r.kind, r.experiment_id, r.queue, r.priority,
                     row_number() OVER (PARTITION BY r.queue ORDER BY r.priority DESC, r.id) AS position,
-                    greatest(r.created_at, p.finished_at) AS queued_at
+                    greatest(r.created_at, p.finished_at) AS queued_at, r.retry_at
              FROM runs r LEFT JOIN runs p ON p.id = r.parent_run_id
              WHERE r.status = 'queued'
          ) q

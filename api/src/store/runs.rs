@@ -9,7 +9,7 @@ macro_rules! run_columns {
     () => {
         "r.id, r.experiment_id, r.name, r.kind, r.status, r.params, r.parent_run_id, r.queue, r.priority,
          r.attempt, r.worker_id, r.error, r.cancel_requested_at, r.created_at, r.started_at, r.finished_at,
-         r.submitted_by, r.sweep_id, r.trial, r.time_limit_seconds"
+         r.submitted_by, r.sweep_id, r.trial, r.time_limit_seconds, r.retry_at"
     };
 }
 
@@ -50,6 +50,8 @@ pub struct Run {
     pub sweep_id: Option<i64>,
     pub trial: Option<i32>,
     pub time_limit_seconds: Option<i32>,
+    /// While queued after an infrastructure failure: no worker starts it again before then.
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 impl Run {
