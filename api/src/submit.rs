@@ -77,7 +77,7 @@ pub async fn submit_run(
 ) -> Result<CreatedRun, ApiError> {
     let planned = plan(state, user_id, experiment_id, submission).await?;
     let mut tx = state.pool.begin().await?;
-    let recording = Recording { experiment_id, submitted_by: user_id, sweep: None };
+    let recording = Recording { experiment_id, submitted_by: user_id };
     let created = record(&mut tx, recording, planned.plan, None).await?;
     audit::record(
         &mut *tx,
@@ -132,15 +132,26 @@ pub async fn plan(
     Ok(Planned { team_id: experiment.team_id, size, plan })
 }
 
-/// Records one trial of a sweep: queued now, or waiting until the database releases it.
-pub async fn record_trial(
-    tx: &mut sqlx::PgConnection,
-    experiment_id: i64,
-    submitted_by: i64,
-    trial: SweepTrial,
-    planned: Planned,
-) -> Result<CreatedRun, ApiError> {
-    record(tx, Recording { experiment_id, submitted_by, sweep: Some(trial) }, planned.plan, None).await
+impl Planned {
+    /// The runs of a sweep trial as the database's `record_sweep_trial` records them: parents
+    /// before children, each naming its parent by its index in the list. A trial's root has
+    /// no existing parent (the sweep checks).
+    pub fn trial_runs(&self) -> serde_json::Value {
+        fn push(run: &PlannedRun, parent: Option<usize>, runs: &mut Vec<serde_json::Value>) {
+            let index = runs.len();
+            runs.push(serde_json::json!({
+                "kind": run.params.kind().as_str(), "name": run.name, "params": run.params.to_stored(),
+                "queue": run.queue, "priority": run.priority, "time_limit_seconds": run.time_limit_seconds,
+                "parent": parent,
+            }));
+            for child in &run.children {
+                push(child, Some(index), runs);
+            }
+        }
+        let mut runs = Vec::with_capacity(self.size);
+        push(&self.plan, None, &mut runs);
+        serde_json::Value::Array(runs)
+    }
 }
 
 fn count_runs(submission: &RunSubmission) -> usize {
@@ -347,15 +358,6 @@ pub(crate) fn valid_priority(priority: i64, field: &str) -> Result<i32, ApiError
 struct Recording {
     experiment_id: i64,
     submitted_by: i64,
-    sweep: Option<SweepTrial>,
-}
-
-/// The sweep a trial belongs to, its number, and whether it is queued at once.
-#[derive(Debug, Clone, Copy)]
-pub struct SweepTrial {
-    pub sweep_id: i64,
-    pub trial: i32,
-    pub queued: bool,
 }
 
 async fn record(
@@ -379,10 +381,7 @@ async fn record(
                 RunStatus::Waiting | RunStatus::Queued | RunStatus::Running => RunStatus::Waiting,
             }
         }
-        (None, None) => match recording.sweep {
-            Some(SweepTrial { queued: false, .. }) => RunStatus::Waiting,
-            _ => RunStatus::Queued,
-        },
+        (None, None) => RunStatus::Queued,
     };
     let run = store::runs::create(
         tx,
@@ -390,7 +389,6 @@ async fn record(
             experiment_id: recording.experiment_id,
             name: plan.name.as_deref(),
             submitted_by: recording.submitted_by,
-            sweep: recording.sweep.map(|s| (s.sweep_id, s.trial)),
             time_limit_seconds: plan.time_limit_seconds,
             kind: plan.params.kind(),
             status,

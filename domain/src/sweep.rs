@@ -116,7 +116,9 @@ impl Space {
         Ok(trials)
     }
 
-    fn draw(&self, seed: u64, trial: u32) -> BTreeMap<String, Value> {
+    /// The params of random trial number `trial`. They depend only on the seed and the number,
+    /// so a sweep's replacement trials continue its sequence of draws.
+    pub fn draw(&self, seed: u64, trial: u32) -> BTreeMap<String, Value> {
         self.0
             .iter()
             .enumerate()

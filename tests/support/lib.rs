@@ -90,6 +90,24 @@ impl Drop for Service {
 
 /// The `cairn-trainer` binary beside this test's executable (`target/debug/deps/..`), or
 /// `CAIRN_TRAINER_BIN`.
+/// A fresh data folder holding dataset `name`, whose header promises 20 images while its file
+/// holds 5: the API's header check passes, and the worker's full read fails the run.
+pub fn data_dir_with_truncated_dataset(name: &str) -> PathBuf {
+    let data_dir = std::env::temp_dir().join(format!("cairn-truncated-{}", ulid::Ulid::generate()));
+    std::fs::create_dir_all(data_dir.join(name)).unwrap();
+    let mut images = 0x0803u32.to_be_bytes().to_vec();
+    for dim in [20u32, 28, 28] {
+        images.extend(dim.to_be_bytes());
+    }
+    images.extend(vec![0u8; 5 * 784]);
+    let mut labels = 0x0801u32.to_be_bytes().to_vec();
+    labels.extend(20u32.to_be_bytes());
+    labels.extend([1u8; 20]);
+    std::fs::write(data_dir.join(name).join("x-images-idx3-ubyte"), images).unwrap();
+    std::fs::write(data_dir.join(name).join("x-labels-idx1-ubyte"), labels).unwrap();
+    data_dir
+}
+
 /// The production policy with short waits, so tests of lost workers stay quick.
 pub fn test_retry_policy() -> cairn_domain::RetryPolicy {
     cairn_domain::RetryPolicy {

@@ -47,20 +47,7 @@ async fn a_run_cancelled_while_queued_is_never_trained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_truncated_dataset_fails_the_run_with_the_file_and_the_problem() {
-    // The header promises 20 images but the file holds 5: the API's header check passes, and
-    // the worker's full read fails the run.
-    let data_dir = std::env::temp_dir().join(format!("cairn-truncated-{}", ulid::Ulid::generate()));
-    std::fs::create_dir_all(data_dir.join("broken")).unwrap();
-    let mut images = 0x0803u32.to_be_bytes().to_vec();
-    for dim in [20u32, 28, 28] {
-        images.extend(dim.to_be_bytes());
-    }
-    images.extend(vec![0u8; 5 * 784]);
-    let mut labels = 0x0801u32.to_be_bytes().to_vec();
-    labels.extend(20u32.to_be_bytes());
-    labels.extend([1u8; 20]);
-    std::fs::write(data_dir.join("broken/x-images-idx3-ubyte"), images).unwrap();
-    std::fs::write(data_dir.join("broken/x-labels-idx1-ubyte"), labels).unwrap();
+    let data_dir = cairn_tests::data_dir_with_truncated_dataset("broken");
 
     let env = TestEnv::with_data_dir(data_dir.clone()).await;
     let _scheduler = env.start_scheduler().await;

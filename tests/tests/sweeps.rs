@@ -140,6 +140,27 @@ async fn a_sweep_with_one_bad_trial_records_nothing_and_names_the_trial() {
     )
     .await;
     assert_eq!((status, error["field"].as_str()), (422, Some("max_parallel")));
+    let space = json!({"learning_rate": {"type": "uniform", "low": 0.001, "high": 0.01}});
+    let refused = [
+        (
+            json!({"strategy": "grid", "replacements": 2, "space": {"epochs": {"type": "choice", "values": [1]}}}),
+            "replacements",
+        ),
+        (json!({"strategy": "random", "max_runs": 2, "replacements": 3, "space": space}), "replacements"),
+        (
+            json!({"strategy": "random", "space": space,
+                "template": {"kind": "train", "parent_run_id": 1, "params": template()["params"]}}),
+            "template.parent_run_id",
+        ),
+    ];
+    for (body, field) in refused {
+        let mut body = body;
+        for (key, value) in [("metric", json!("x")), ("direction", json!("max")), ("template", template())] {
+            body.as_object_mut().unwrap().entry(key).or_insert(value);
+        }
+        let (status, error) = sweep(&env, experiment, body).await;
+        assert_eq!((status, error["field"].as_str()), (422, Some(field)), "{error}");
+    }
     assert_eq!(env.count("runs").await, 0);
     assert_eq!(env.count("sweeps").await, 0);
 }
@@ -221,4 +242,60 @@ async fn asha_stops_the_clearly_worse_trial_at_the_first_rung_and_keeps_its_metr
     assert_eq!(epochs, [1], "its first epoch's metrics are kept, and it trained no further");
     assert_eq!(report["trials"][0]["status"], "succeeded");
     assert_eq!(report["best"]["params"], json!({"learning_rate": 0.003}));
+}
+
+#[tokio::test]
+async fn a_failed_trial_is_replaced_by_the_next_draw_and_the_sweep_goes_on() {
+    let data_dir = cairn_tests::data_dir_with_truncated_dataset("broken");
+    let env = TestEnv::with_data_dir(data_dir.clone()).await;
+    let _scheduler = env.start_scheduler().await;
+    let _worker = env.start_worker().await;
+    let experiment = env.create_experiment("replacements").await;
+    // Trials that draw the truncated dataset fail on the worker (bad data: not retried).
+    let template = json!({"kind": "train", "params": {
+        "train_range": [0, 16], "validation_range": [16, 20], "epochs": 1, "batch_size": 4
+    }});
+    let (status, created) = sweep(
+        &env,
+        experiment,
+        json!({
+            "template": template, "strategy": "random", "seed": 1, "max_runs": 4, "max_parallel": 2,
+            "metric": "val_accuracy", "direction": "max",
+            "space": {
+                "dataset": {"type": "choice", "values": ["synthetic-digits", "broken"]},
+                "learning_rate": {"type": "log_uniform", "low": 0.0001, "high": 0.01}
+            }
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["trials"].as_array().unwrap().len(), 4);
+    assert_eq!(created["spares"], 4, "a random sweep keeps max_runs spares by default");
+    let report = wait_finished(&env, created["sweep"]["id"].as_i64().unwrap()).await;
+
+    // Replay the rule on the sweep's draws: each failed trial records the next spare.
+    let draws = report["sweep"]["spec"]["trials"].as_array().unwrap();
+    assert_eq!(draws.len(), 8, "four trials and four spares");
+    let broken = |trial: usize| draws[trial]["dataset"] == "broken";
+    let mut recorded = 4;
+    for trial in 0..8 {
+        if trial < recorded && broken(trial) && recorded < 8 {
+            recorded += 1;
+        }
+    }
+    let trials = report["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), recorded, "{report}");
+    let failed = trials.iter().filter(|t| t["status"] == "failed").count();
+    assert!(failed >= 1, "seed 1 draws the broken dataset among the first trials: {report}");
+    for trial in trials {
+        let expected = if broken(trial["trial"].as_u64().unwrap() as usize) { "failed" } else { "succeeded" };
+        assert_eq!(trial["status"], expected, "{trial}");
+        assert_eq!(trial["params"], draws[trial["trial"].as_u64().unwrap() as usize]);
+    }
+    assert_eq!(trials.len() - failed, 4, "every failure was replaced until four trials succeeded: {report}");
+    assert_eq!(report["spares_left"], 0, "a finished sweep keeps no spares");
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT max(attempt) FROM runs WHERE status = 'failed'").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(attempts, 1, "bad data is not retried");
+    std::fs::remove_dir_all(data_dir).unwrap();
 }

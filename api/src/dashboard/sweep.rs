@@ -25,6 +25,8 @@ pub struct SweepPage {
     pub live: bool,
     pub param_names: Vec<String>,
     pub trials: Vec<TrialLine>,
+    /// How many more failed trials it can replace.
+    pub spares_left: i64,
     pub charts: Vec<Chart>,
     pub parallel: Option<ParallelChart>,
     pub compare_link: String,
@@ -55,6 +57,7 @@ pub async fn sweep_page(
         },
     )?;
     let trials = store::sweeps::trials(&state.pool, &sweep).await?;
+    let spares_left = store::sweeps::spares_left(&state.pool, sweep.id).await?;
     let params: Vec<serde_json::Map<String, Value>> = sweep.spec["trials"]
         .as_array()
         .into_iter()
@@ -124,6 +127,7 @@ pub async fn sweep_page(
         live: sweep.status == "running",
         strategy: sweep.spec["strategy"].as_str().unwrap_or_default().to_owned(),
         param_names: param_names.clone(),
+        spares_left,
         trials: trials
             .iter()
             .enumerate()

@@ -1,6 +1,7 @@
 //! Sweeps over REST: `POST /api/v1/experiments/{id}/sweeps` records every trial at once
-//! (validated like any submission, nothing recorded if one is refused); the database queues
-//! them `max_parallel` at a time. `GET /api/v1/sweeps/{id}` reports them and the best;
+//! (validated like any submission, nothing recorded if one is refused), and for a random
+//! sweep the spare draws that replace failed trials; the database queues trials
+//! `max_parallel` at a time and records a spare as a new trial when one fails. `GET /api/v1/sweeps/{id}` reports them and the best;
 //! `POST /api/v1/sweeps/{id}/cancel` stops the sweep.
 use crate::{
     auth::{Principal, Role, access, audit},
@@ -8,7 +9,7 @@ use crate::{
     extract::{JsonBody, decode_value},
     startup::AppState,
     store::{self, sweeps::Sweep},
-    submit::{self, RunSubmission, SweepTrial},
+    submit::{self, RunSubmission},
 };
 use actix_web::{HttpResponse, web};
 use cairn_domain::sweep::{self, Dimension, Direction, Space, Strategy};
@@ -32,6 +33,8 @@ pub struct SweepRequest {
     /// Grid: at most every combination (the default); random: the number of draws.
     max_runs: Option<u32>,
     max_parallel: Option<u32>,
+    /// Random sweeps: how many failed trials are replaced by further draws (default `max_runs`).
+    replacements: Option<u32>,
     /// The metric that ranks trials (the best value among each trial's runs) and its direction.
     metric: String,
     direction: Direction,
@@ -79,8 +82,29 @@ pub async fn create(
         }
     }
     let template: RunSubmission = decode_value(request.template.clone(), "template")?;
+    if template.parent_run_id.is_some() {
+        return Err(ApiError::invalid(
+            "template.parent_run_id",
+            "every trial trains from scratch; to vary what starts from a model, sweep a train run with `children`",
+        ));
+    }
+    let replacements = match (request.strategy, request.replacements) {
+        (Strategy::Grid, None | Some(0)) => 0,
+        (Strategy::Grid, Some(_)) => {
+            return Err(ApiError::invalid("replacements", "a grid tries each point once; only random sweeps replace"));
+        }
+        (Strategy::Random, replacements) => replacements.unwrap_or(max_runs),
+    };
+    if replacements > max_runs {
+        return Err(ApiError::invalid("replacements", format!("must be between 0 and max_runs ({max_runs})")));
+    }
+    let first_spare = trials.len() as u32;
+    let trials: Vec<_> = trials
+        .into_iter()
+        .chain((first_spare..first_spare + replacements).map(|n| space.draw(request.seed, n)))
+        .collect();
 
-    // Every trial is checked before anything is recorded.
+    // Every trial and spare is checked before anything is recorded.
     let mut planned = Vec::with_capacity(trials.len());
     for (index, params) in trials.iter().enumerate() {
         let submission = RunSubmission { params: sweep::apply(&template.params, params), ..template.clone() };
@@ -103,18 +127,24 @@ pub async fn create(
     };
     let spec = json!({
         "template": request.template, "space": request.space, "strategy": request.strategy, "seed": request.seed,
-        "max_runs": max_runs, "max_parallel": max_parallel, "metric": metric, "direction": request.direction,
-        "asha": request.asha, "trials": trials,
+        "max_runs": max_runs, "max_parallel": max_parallel, "replacements": replacements, "metric": metric,
+        "direction": request.direction, "asha": request.asha, "trials": trials,
     });
     let mut tx = state.pool.begin().await?;
     let sweep =
         store::sweeps::create(&mut tx, experiment.id, who.user_id, &spec, max_parallel as i32, metric, direction)
             .await?;
-    let mut created = Vec::with_capacity(planned.len());
-    for (index, plan) in planned.into_iter().enumerate() {
-        let trial = SweepTrial { sweep_id: sweep.id, trial: index as i32, queued: index < max_parallel as usize };
-        let run = submit::record_trial(&mut tx, experiment.id, who.user_id, trial, plan).await?;
-        created.push(json!({"trial": index, "run_id": run.run.id, "status": run.run.status, "params": trials[index]}));
+    let mut created = Vec::with_capacity(first_spare as usize);
+    for (index, plan) in planned.iter().enumerate() {
+        let trial = index as i32;
+        if index < first_spare as usize {
+            let queued = index < max_parallel as usize;
+            let run_id = store::sweeps::record_trial(&mut tx, sweep.id, trial, &plan.trial_runs(), queued).await?;
+            let status = if queued { "queued" } else { "waiting" };
+            created.push(json!({"trial": index, "run_id": run_id, "status": status, "params": trials[index]}));
+        } else {
+            store::sweeps::keep_spare(&mut tx, sweep.id, trial, &plan.trial_runs()).await?;
+        }
     }
     let entry = audit::Entry {
         user_id: who.user_id,
@@ -122,12 +152,12 @@ pub async fn create(
         action: "sweep.create",
         target_type: "sweep",
         target_id: Some(sweep.id),
-        details: json!({ "experiment_id": experiment.id, "trials": created.len() }),
+        details: json!({ "experiment_id": experiment.id, "trials": created.len(), "spares": replacements }),
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     tracing::info!(sweep.id = sweep.id, trials = created.len(), "sweep submitted");
-    Ok(HttpResponse::Created().json(json!({ "sweep": sweep, "trials": created })))
+    Ok(HttpResponse::Created().json(json!({ "sweep": sweep, "trials": created, "spares": replacements })))
 }
 
 /// The sweep, if `user_id` has at least `needed` in its experiment's team.
@@ -144,6 +174,7 @@ async fn visible(state: &AppState, user_id: i64, id: i64, needed: Role) -> Resul
 pub async fn get(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let (sweep, _) = visible(&state, who.user_id, *id, Role::Viewer).await?;
     let trials = store::sweeps::trials(&state.pool, &sweep).await?;
+    let spares_left = store::sweeps::spares_left(&state.pool, sweep.id).await?;
     let params = sweep.spec["trials"].as_array().cloned().unwrap_or_default();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for trial in &trials {
@@ -163,7 +194,8 @@ pub async fn get(state: web::Data<AppState>, who: Principal, id: web::Path<i64>)
             line
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "sweep": sweep, "counts": counts, "best": best, "trials": trials })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "sweep": sweep, "counts": counts, "best": best, "trials": trials, "spares_left": spares_left })))
 }
 
 pub async fn cancel(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {

@@ -81,8 +81,6 @@ pub struct NewRun<'a> {
     pub experiment_id: i64,
     pub name: Option<&'a str>,
     pub submitted_by: i64,
-    /// The sweep and trial number of a sweep's run.
-    pub sweep: Option<(i64, i32)>,
     pub time_limit_seconds: Option<i32>,
     pub kind: RunKind,
     /// Queued, or waiting for its parent to succeed.
@@ -99,8 +97,8 @@ pub struct NewRun<'a> {
 pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Result<Run> {
     let run: Run = sqlx::query_as(concat!(
         "INSERT INTO runs AS r (experiment_id, kind, params, queue, priority, parent_run_id, status, name, submitted_by,
-                                sweep_id, trial, time_limit_seconds)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                                time_limit_seconds)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          RETURNING ",
         run_columns!(),
         ""
@@ -114,8 +112,6 @@ pub async fn create(tx: &mut sqlx::PgConnection, new: NewRun<'_>) -> sqlx::Resul
     .bind(new.status.as_str())
     .bind(new.name)
     .bind(new.submitted_by)
-    .bind(new.sweep.map(|(sweep, _)| sweep))
-    .bind(new.sweep.map(|(_, trial)| trial))
     .bind(new.time_limit_seconds)
     .fetch_one(&mut *tx)
     .await?;

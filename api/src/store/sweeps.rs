@@ -52,6 +52,45 @@ pub async fn create(
     .await
 }
 
+/// Records a trial from its planned runs (`Planned::trial_runs`), queued or waiting; returns
+/// the id of its root run.
+pub async fn record_trial(
+    tx: &mut sqlx::PgConnection,
+    sweep_id: i64,
+    trial: i32,
+    runs: &serde_json::Value,
+    queued: bool,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT record_sweep_trial($1, $2, $3, $4)")
+        .bind(sweep_id)
+        .bind(trial)
+        .bind(runs)
+        .bind(queued)
+        .fetch_one(tx)
+        .await
+}
+
+/// Keeps a validated spare trial, recorded by the database if a trial fails.
+pub async fn keep_spare(
+    tx: &mut sqlx::PgConnection,
+    sweep_id: i64,
+    trial: i32,
+    runs: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO sweep_spares (sweep_id, trial, runs) VALUES ($1, $2, $3)")
+        .bind(sweep_id)
+        .bind(trial)
+        .bind(runs)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// How many more failed trials the sweep can still replace.
+pub async fn spares_left(pool: &PgPool, sweep_id: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM sweep_spares WHERE sweep_id = $1").bind(sweep_id).fetch_one(pool).await
+}
+
 pub async fn get(pool: &PgPool, id: i64) -> sqlx::Result<Option<Sweep>> {
     sqlx::query_as(
         "SELECT id, experiment_id, spec, max_parallel, metric, direction, status, created_at, finished_at
@@ -88,6 +127,7 @@ pub async fn cancel(tx: &mut sqlx::PgConnection, id: i64) -> sqlx::Result<Option
     if updated.rows_affected() == 0 {
         return Ok(None);
     }
+    sqlx::query("DELETE FROM sweep_spares WHERE sweep_id = $1").bind(id).execute(&mut *tx).await?;
     let cancelled = sqlx::query(
         "UPDATE runs SET status = 'cancelled', finished_at = now(), cancel_requested_at = now(),
                 error = format('sweep %s cancelled', $1::bigint)
