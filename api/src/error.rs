@@ -39,10 +39,14 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error response.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct ErrorBody<'a> {
+    /// A stable snake_case code, such as `invalid` or `not_found`.
     error: &'a str,
+    /// What went wrong, for people.
     message: &'a str,
+    /// The input field at fault, such as `params.epochs`, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
 }

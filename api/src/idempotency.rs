@@ -18,18 +18,23 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 pub const HEADER: &str = "idempotency-key";
-const MAX_KEY_CHARS: usize = 255;
+pub const MAX_KEY_CHARS: usize = 255;
 /// Marks a response that is the stored answer to an earlier request.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// Whether a POST to `path` honours the header. An upload (up to hundreds of megabytes) is
+/// not held in memory to compare: it is stored by its content, so a repeated upload stores no
+/// second file (it gets a new id).
+pub fn applies_to(path: &str) -> bool {
+    !path.ends_with("/uploads")
+}
 
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    // An upload (up to hundreds of megabytes) is not held in memory to compare: it is stored
-    // by its content, so a repeated upload stores no second file (it gets a new id).
     let key = match req.headers().get(HEADER) {
-        Some(key) if req.method() == Method::POST && !req.path().ends_with("/uploads") => {
+        Some(key) if req.method() == Method::POST && applies_to(req.path()) => {
             key.to_str().ok().map(str::to_owned).unwrap_or_default()
         }
         _ => return Ok(next.call(req).await?.map_into_boxed_body()),

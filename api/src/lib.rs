@@ -22,6 +22,7 @@ pub mod error;
 pub mod extract;
 pub mod filter;
 pub mod idempotency;
+pub mod openapi;
 pub mod routes;
 pub mod settings;
 pub mod startup;

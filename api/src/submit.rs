@@ -22,12 +22,23 @@ pub const MAX_PIPELINE_RUNS: usize = 100;
 
 /// `POST /api/v1/experiments/{id}/runs`: `params` is read according to `kind`. A child in
 /// `children` starts from this run's model; `parent_run_id` names an existing run instead.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = serde_json::json!({
+    "kind": "train", "name": "baseline",
+    "params": {"dataset": "mnist", "train_range": [0, 8000], "validation_range": [8000, 10000], "epochs": 2,
+               "batch_size": 64, "learning_rate": 0.001, "seed": 0},
+    "children": [{"kind": "prune", "params": {"method": "global_magnitude", "sparsity": 0.9}},
+                 {"kind": "quantize", "params": {}}]
+}))]
 pub struct RunSubmission {
     pub kind: RunKind,
     /// What people call the run in tables and chart legends (1 to 200 characters).
     pub name: Option<String>,
+    /// The params of `kind`, defaults filled in on the server (README: "Run kinds and
+    /// pipelines"). train: dataset, train_range, validation_range, epochs, batch_size,
+    /// learning_rate, optimizer, seed, device, log_every; prune: method, sparsity, layers,
+    /// fine_tune; quantize; evaluate; ensemble: members; predict: input.
     pub params: serde_json::Value,
     pub parent_run_id: Option<i64>,
     /// Children inherit their parent's queue and priority unless they name their own.
@@ -40,7 +51,7 @@ pub struct RunSubmission {
 }
 
 /// A recorded run and the runs recorded as its children in the same submission.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct CreatedRun {
     #[serde(flatten)]
     pub run: Run,

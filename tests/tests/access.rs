@@ -79,6 +79,7 @@ fn call(route: &str, f: &Fixture) -> Option<(String, Value)> {
         "/api/v1/teams/{id}/audit" => (format!("/api/v1/teams/{t}/audit"), json!(null)),
         "/api/v1/tokens" => ("/api/v1/tokens".to_owned(), json!({"name": "mine"})),
         "/api/v1/tokens/{id}/revoke" => (format!("/api/v1/tokens/{k}/revoke"), json!({})),
+        "/api/v1/openapi.json" => ("/api/v1/openapi.json".to_owned(), json!(null)),
         _ => return None,
     })
 }
@@ -119,7 +120,8 @@ async fn every_route_is_guarded_against_strangers_outsiders_and_weak_roles() {
         let before = counts(&env).await;
 
         let (status, got) = send(&anonymous, &env, method, &path, &body).await;
-        if route == "/healthz" {
+        // What a client reads before it holds a token; neither tells anything of a team.
+        if route == "/healthz" || route == "/api/v1/openapi.json" {
             assert_eq!(status, 200, "{method} {route} is public");
             continue;
         }

@@ -26,7 +26,7 @@ pub async fn record(db: impl PgExecutor<'_>, entry: Entry<'_>) -> sqlx::Result<(
     Ok(())
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Logged {
     pub id: i64,
     pub at: chrono::DateTime<chrono::Utc>,

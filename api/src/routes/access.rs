@@ -3,36 +3,53 @@ use crate::{
     auth::{Principal, Role, access, audit, secrets},
     error::ApiError,
     extract::JsonBody,
+    openapi::Reply,
     startup::AppState,
 };
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-#[derive(Serialize, sqlx::FromRow)]
-struct TeamRole {
+#[derive(Serialize, sqlx::FromRow, JsonSchema)]
+pub struct TeamRole {
     id: i64,
     name: String,
     role: String,
 }
 
 /// `GET /api/v1/teams`: the caller's teams and role in each.
-pub async fn teams(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
+#[derive(Serialize, JsonSchema)]
+pub struct Teams {
+    teams: Vec<TeamRole>,
+}
+
+pub async fn teams(state: web::Data<AppState>, who: Principal) -> Result<Reply<Teams>, ApiError> {
     let teams: Vec<TeamRole> = sqlx::query_as(
         "SELECT t.id, t.name, m.role FROM teams t JOIN memberships m ON m.team_id = t.id WHERE m.user_id = $1 ORDER BY t.name",
     )
     .bind(who.user_id)
     .fetch_all(&state.pool)
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "teams": teams })))
+    Ok(Reply(Teams { teams }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({"user": "ada", "role": "member"}))]
 pub struct Member {
+    /// The user's name.
     user: String,
+    /// `viewer`, `member` or `admin`.
     role: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Membership {
+    team_id: i64,
+    #[serde(flatten)]
+    member: Member,
 }
 
 /// `PUT /api/v1/teams/{id}/members`: an admin gives a user a role in the team.
@@ -41,7 +58,7 @@ pub async fn set_member(
     who: Principal,
     team_id: web::Path<i64>,
     body: JsonBody<Member>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Reply<Membership>, ApiError> {
     access::team(&state.pool, who.user_id, *team_id, Role::Admin).await?;
     let role: Role = body.0.role.parse().map_err(|message: String| ApiError::invalid("role", message))?;
     let user_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
@@ -69,13 +86,19 @@ pub async fn set_member(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(json!({ "team_id": *team_id, "user": body.0.user, "role": role })))
+    Ok(Reply(Membership { team_id: *team_id, member: Member { user: body.0.user, role: role.to_string() } }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
+    /// The newest entries to return, 1 to 1000 (default 100).
     limit: Option<i64>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct AuditLog {
+    entries: Vec<audit::Logged>,
 }
 
 /// `GET /api/v1/teams/{id}/audit`: for the team's admins.
@@ -84,23 +107,44 @@ pub async fn audit_log(
     who: Principal,
     team_id: web::Path<i64>,
     query: web::Query<AuditQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Reply<AuditLog>, ApiError> {
     access::team(&state.pool, who.user_id, *team_id, Role::Admin).await?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
     }
     let entries = audit::list(&state.pool, *team_id, limit).await?;
-    Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
+    Ok(Reply(AuditLog { entries }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({"name": "sweep automation"}))]
 pub struct NewToken {
+    /// What the token is for, 1 to 100 characters.
     name: String,
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+/// A new token; `token` is the secret, shown this once.
+#[derive(Serialize, JsonSchema)]
+pub struct IssuedToken {
+    id: i64,
+    name: String,
+    token: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Tokens {
+    tokens: Vec<TokenInfo>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Revoked {
+    id: i64,
+    revoked: bool,
+}
+
+#[derive(Serialize, sqlx::FromRow, JsonSchema)]
 pub struct TokenInfo {
     pub id: i64,
     pub name: String,
@@ -142,9 +186,9 @@ pub async fn create_token(
     state: web::Data<AppState>,
     who: Principal,
     body: JsonBody<NewToken>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Reply<IssuedToken, 201>, ApiError> {
     let (id, token) = issue_token(&state.pool, who.user_id, &body.0.name).await?;
-    Ok(HttpResponse::Created().json(json!({ "id": id, "name": body.0.name.trim(), "token": token })))
+    Ok(Reply(IssuedToken { id, name: body.0.name.trim().to_owned(), token }))
 }
 
 pub async fn user_tokens(db: &sqlx::PgPool, user_id: i64) -> sqlx::Result<Vec<TokenInfo>> {
@@ -157,8 +201,8 @@ pub async fn user_tokens(db: &sqlx::PgPool, user_id: i64) -> sqlx::Result<Vec<To
 }
 
 /// `GET /api/v1/tokens`: the caller's tokens, without their secrets.
-pub async fn list_tokens(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(json!({ "tokens": user_tokens(&state.pool, who.user_id).await? })))
+pub async fn list_tokens(state: web::Data<AppState>, who: Principal) -> Result<Reply<Tokens>, ApiError> {
+    Ok(Reply(Tokens { tokens: user_tokens(&state.pool, who.user_id).await? }))
 }
 
 /// Revokes one of `user_id`'s tokens; it stops working with the next request.
@@ -191,7 +235,7 @@ pub async fn revoke_token(
     state: web::Data<AppState>,
     who: Principal,
     id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Reply<Revoked>, ApiError> {
     revoke(&state.pool, who.user_id, *id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "id": *id, "revoked": true })))
+    Ok(Reply(Revoked { id: *id, revoked: true }))
 }

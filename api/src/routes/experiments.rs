@@ -2,20 +2,25 @@ use crate::{
     auth::{Principal, Role, access, audit},
     error::ApiError,
     extract::JsonBody,
+    openapi::Reply,
     startup::AppState,
     store::experiments::{self, Created},
 };
-use actix_web::{HttpResponse, web};
-use serde::Deserialize;
+use actix_web::web;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({"name": "mnist-baselines", "description": "CNN baselines on the MNIST split"}))]
 pub struct NewExperiment {
+    /// Unique within the team, 1 to 200 characters.
     pub name: String,
+    /// At most 10,000 characters.
     #[serde(default)]
     pub description: String,
     /// Needed only when the user is a member of several teams.
@@ -101,17 +106,23 @@ pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
     body: JsonBody<NewExperiment>,
-) -> Result<HttpResponse, ApiError> {
-    let experiment = create_experiment(&state, who.user_id, body.0).await?;
-    Ok(HttpResponse::Created().json(experiment))
+) -> Result<Reply<experiments::Experiment, 201>, ApiError> {
+    Ok(Reply(create_experiment(&state, who.user_id, body.0).await?))
 }
 
-pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
-    let experiments = experiments::list(&state.pool, who.user_id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "experiments": experiments })))
+#[derive(Serialize, JsonSchema)]
+pub struct Experiments {
+    experiments: Vec<experiments::ExperimentSummary>,
 }
 
-pub async fn get(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    let experiment = access::experiment(&state.pool, who.user_id, *id, Role::Viewer).await?;
-    Ok(HttpResponse::Ok().json(experiment))
+pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<Reply<Experiments>, ApiError> {
+    Ok(Reply(Experiments { experiments: experiments::list(&state.pool, who.user_id).await? }))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<i64>,
+) -> Result<Reply<experiments::Experiment>, ApiError> {
+    Ok(Reply(access::experiment(&state.pool, who.user_id, *id, Role::Viewer).await?))
 }

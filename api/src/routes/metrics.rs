@@ -2,20 +2,37 @@ use crate::{
     auth::{Principal, Role, access},
     error::ApiError,
     extract::JsonBody,
+    openapi::Reply,
     startup::AppState,
     store,
 };
-use actix_web::{HttpResponse, web};
-use serde::Deserialize;
+use actix_web::web;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub const MAX_POINTS: usize = 10_000;
 pub const MAX_KEY_CHARS: usize = 128;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesQuery {
+    /// Only this key's series.
     key: Option<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct RunSeries {
+    run_id: i64,
+    series: Vec<store::metrics::Series>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Ingested {
+    /// Points in the batch.
+    accepted: usize,
+    /// Points that were new (a point already stored for its run, key and step is kept).
+    inserted: u64,
 }
 
 /// `GET /api/v1/runs/{id}/metrics?key=`: each series with its number of points.
@@ -24,19 +41,21 @@ pub async fn get(
     who: Principal,
     id: web::Path<i64>,
     query: web::Query<SeriesQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Reply<RunSeries>, ApiError> {
     let run = access::run(&state.pool, who.user_id, *id, Role::Viewer).await?;
     let series = store::metrics::series(&state.pool, run.id, query.key.as_deref()).await?;
-    Ok(HttpResponse::Ok().json(json!({ "run_id": run.id, "series": series })))
+    Ok(Reply(RunSeries { run_id: run.id, series }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({"points": [{"key": "val_accuracy", "step": 1, "value": 0.97}, {"key": "val_loss", "step": 1, "value": 0.09}]}))]
 pub struct MetricBatch {
+    /// 1 to 10,000 points.
     points: Vec<MetricPoint>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MetricPoint {
     key: String,
@@ -51,7 +70,7 @@ pub async fn ingest(
     who: Principal,
     id: web::Path<i64>,
     body: JsonBody<MetricBatch>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Reply<Ingested>, ApiError> {
     let run = access::run(&state.pool, who.user_id, *id, Role::Member).await?;
     let points = body.0.points;
     if points.is_empty() || points.len() > MAX_POINTS {
@@ -81,5 +100,5 @@ pub async fn ingest(
         values.push(point.value);
     }
     let inserted = store::metrics::insert(&state.pool, run.id, &keys, &steps, &values).await?;
-    Ok(HttpResponse::Ok().json(json!({ "accepted": keys.len(), "inserted": inserted })))
+    Ok(Reply(Ingested { accepted: keys.len(), inserted }))
 }

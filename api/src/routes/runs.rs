@@ -2,16 +2,18 @@ use crate::{
     auth::{Principal, Role, access, audit},
     error::ApiError,
     extract::JsonBody,
+    openapi::{Download, Reply},
     startup::AppState,
     store::{
         self,
         runs::{self, CancelOutcome, ListFilter},
     },
-    submit::{RunSubmission, submit_run, valid_priority},
+    submit::{CreatedRun, RunSubmission, submit_run, valid_priority},
 };
-use actix_web::{HttpResponse, web};
+use actix_web::{Either, HttpResponse, web};
 use cairn_domain::RunStatus;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub const MAX_PAGE: i64 = 500;
@@ -21,18 +23,37 @@ pub async fn submit(
     who: Principal,
     experiment_id: web::Path<i64>,
     body: JsonBody<RunSubmission>,
-) -> Result<HttpResponse, ApiError> {
-    let created = submit_run(&state, who.user_id, *experiment_id, body.0).await?;
-    Ok(HttpResponse::Created().json(created))
+) -> Result<Reply<CreatedRun, 201>, ApiError> {
+    Ok(Reply(submit_run(&state, who.user_id, *experiment_id, body.0).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunsQuery {
+    /// Only this experiment's runs.
     experiment: Option<i64>,
+    /// Only runs with this status.
     status: Option<String>,
+    /// Runs per page, 1 to 500 (default 50).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct RunPage {
+    runs: Vec<runs::RunRow>,
+    /// Fetches the next page; absent on the last.
+    next_cursor: Option<String>,
+}
+
+/// A run with its files and every attempt (worker, start, end, outcome, error).
+#[derive(Serialize, JsonSchema)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    run: runs::Run,
+    artifacts: Vec<runs::Artifact>,
+    attempts: Vec<runs::Attempt>,
 }
 
 /// `GET /api/v1/runs`: newest first, `limit` per page; `next_cursor` fetches the next page.
@@ -40,7 +61,7 @@ pub async fn list(
     state: web::Data<AppState>,
     who: Principal,
     query: web::Query<RunsQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Reply<RunPage>, ApiError> {
     let status = match &query.status {
         Some(raw) => Some(raw.parse::<RunStatus>().map_err(|message| ApiError::invalid("status", message))?),
         None => None,
@@ -61,17 +82,14 @@ pub async fn list(
     let filter = ListFilter { user_id: who.user_id, experiment_id: query.experiment, status, before_id, limit };
     let page = runs::list(&state.pool, &filter).await?;
     let next_cursor = (page.len() as i64 == limit).then(|| page.last().map(|row| row.run.id.to_string())).flatten();
-    Ok(HttpResponse::Ok().json(json!({ "runs": page, "next_cursor": next_cursor })))
+    Ok(Reply(RunPage { runs: page, next_cursor }))
 }
 
-pub async fn get(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+pub async fn get(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<Reply<RunDetail>, ApiError> {
     let run = access::run(&state.pool, who.user_id, *id, Role::Viewer).await?;
     let artifacts = runs::artifacts(&state.pool, run.id).await?;
     let attempts = runs::attempts(&state.pool, run.id).await?;
-    let mut body = serde_json::to_value(&run).map_err(|err| ApiError::Internal(err.to_string()))?;
-    body["artifacts"] = serde_json::to_value(artifacts).map_err(|err| ApiError::Internal(err.to_string()))?;
-    body["attempts"] = serde_json::to_value(attempts).map_err(|err| ApiError::Internal(err.to_string()))?;
-    Ok(HttpResponse::Ok().json(body))
+    Ok(Reply(RunDetail { run, artifacts, attempts }))
 }
 
 /// Cancels a queued run at once (200) or asks a running one to stop at its next step (202).
@@ -108,9 +126,11 @@ pub async fn cancel_run(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({"priority": 10}))]
 pub struct RunChange {
+    /// -1000 to 1000; higher starts first within a queue.
     priority: i64,
 }
 
@@ -121,7 +141,7 @@ pub async fn change(
     who: Principal,
     id: web::Path<i64>,
     body: JsonBody<RunChange>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Reply<runs::Run>, ApiError> {
     let run = access::run(&state.pool, who.user_id, *id, Role::Member).await?;
     let priority = valid_priority(body.0.priority, "priority")?;
     let mut tx = state.pool.begin().await?;
@@ -147,12 +167,19 @@ pub async fn change(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(changed))
+    Ok(Reply(changed))
 }
 
-pub async fn cancel(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+/// 200 with the cancelled run, or 202 while a running one stops.
+type Cancelled = Either<Reply<runs::Run, 200>, Reply<runs::Run, 202>>;
+
+pub async fn cancel(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<Cancelled, ApiError> {
     let (status, run) = cancel_run(&state, who.user_id, *id).await?;
-    Ok(HttpResponse::build(status).json(run))
+    Ok(if status == actix_web::http::StatusCode::ACCEPTED {
+        Either::Right(Reply(run))
+    } else {
+        Either::Left(Reply(run))
+    })
 }
 
 /// An artifact's file and its bytes, from inside the artifact directory only: a path (or a
@@ -197,7 +224,7 @@ pub async fn download_artifact(
     state: web::Data<AppState>,
     who: Principal,
     ids: web::Path<(i64, i64)>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Download, ApiError> {
     let (run_id, artifact_id) = ids.into_inner();
-    artifact_download(&state, who.user_id, run_id, artifact_id).await
+    Ok(Download(artifact_download(&state, who.user_id, run_id, artifact_id).await?))
 }

@@ -7,13 +7,15 @@ use crate::{
     auth::{Principal, Role, access, audit},
     error::ApiError,
     extract::{JsonBody, decode_value},
+    openapi::Reply,
     startup::AppState,
     store::{self, sweeps::Sweep},
     submit::{self, RunSubmission},
 };
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use cairn_domain::sweep::{self, Dimension, Direction, Space, Strategy};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -21,10 +23,18 @@ pub const MAX_PARALLEL: u32 = 100;
 /// Trials of a random sweep when the request names no `max_runs`.
 const DEFAULT_RANDOM_TRIALS: u32 = 10;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(example = json!({
+    "template": {"kind": "train", "params": {"dataset": "synthetic-digits", "epochs": 4}},
+    "space": {"learning_rate": {"type": "log_uniform", "low": 0.0001, "high": 0.1},
+              "batch_size": {"type": "choice", "values": [32, 64]}},
+    "strategy": "random", "seed": 7, "max_runs": 20, "max_parallel": 2,
+    "metric": "val_accuracy", "direction": "max", "asha": {"min_epochs": 1, "reduction_factor": 2}
+}))]
 pub struct SweepRequest {
     /// A run submission (a train run, or a pipeline) whose root params each trial varies.
+    #[schemars(with = "RunSubmission")]
     template: Value,
     space: BTreeMap<String, Dimension>,
     strategy: Strategy,
@@ -44,7 +54,7 @@ pub struct SweepRequest {
 
 /// Rungs at `min_epochs * reduction_factor^k` epochs; at each, a trial goes on only if it is
 /// in the best `1 / reduction_factor` of the trials that reached it.
-#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Asha {
     min_epochs: u32,
@@ -56,7 +66,7 @@ pub async fn create(
     who: Principal,
     experiment_id: web::Path<i64>,
     body: JsonBody<SweepRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Reply<SweepCreated, 201>, ApiError> {
     let request = body.0;
     let experiment = access::experiment(&state.pool, who.user_id, *experiment_id, Role::Member).await?;
     let space = Space::new(request.space.clone()).map_err(ApiError::Invalid)?;
@@ -141,7 +151,7 @@ pub async fn create(
             let queued = index < max_parallel as usize;
             let run_id = store::sweeps::record_trial(&mut tx, sweep.id, trial, &plan.trial_runs(), queued).await?;
             let status = if queued { "queued" } else { "waiting" };
-            created.push(json!({"trial": index, "run_id": run_id, "status": status, "params": trials[index]}));
+            created.push(CreatedTrial { trial, run_id, status, params: trials[index].clone() });
         } else {
             store::sweeps::keep_spare(&mut tx, sweep.id, trial, &plan.trial_runs()).await?;
         }
@@ -157,7 +167,7 @@ pub async fn create(
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
     tracing::info!(sweep.id = sweep.id, trials = created.len(), "sweep submitted");
-    Ok(HttpResponse::Created().json(json!({ "sweep": sweep, "trials": created, "spares": replacements })))
+    Ok(Reply(SweepCreated { sweep, trials: created, spares: replacements }))
 }
 
 /// The sweep, if `user_id` has at least `needed` in its experiment's team.
@@ -171,34 +181,84 @@ async fn visible(state: &AppState, user_id: i64, id: i64, needed: Role) -> Resul
     Ok((sweep, experiment.team_id))
 }
 
-pub async fn get(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+#[derive(Serialize, JsonSchema)]
+pub struct SweepCreated {
+    sweep: Sweep,
+    trials: Vec<CreatedTrial>,
+    /// Spare draws kept to replace failed trials.
+    spares: u32,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct CreatedTrial {
+    trial: i32,
+    /// The trial's root run.
+    run_id: i64,
+    /// `queued`, or `waiting` until fewer than `max_parallel` trials run.
+    status: &'static str,
+    params: BTreeMap<String, Value>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct SweepReport {
+    sweep: Sweep,
+    /// Trials by status.
+    counts: BTreeMap<String, usize>,
+    /// The trial with the best finite value of the sweep's metric so far.
+    best: Option<TrialReport>,
+    trials: Vec<TrialReport>,
+    /// How many more failed trials can be replaced.
+    spares_left: i64,
+}
+
+#[derive(Clone, Serialize, JsonSchema)]
+pub struct TrialReport {
+    #[serde(flatten)]
+    trial: store::sweeps::Trial,
+    params: Value,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct SweepCancelled {
+    sweep_id: i64,
+    status: &'static str,
+    /// Queued and waiting runs cancelled at once.
+    cancelled_runs: u64,
+    /// Running runs asked to stop.
+    stopping_runs: u64,
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<i64>,
+) -> Result<Reply<SweepReport>, ApiError> {
     let (sweep, _) = visible(&state, who.user_id, *id, Role::Viewer).await?;
     let trials = store::sweeps::trials(&state.pool, &sweep).await?;
     let spares_left = store::sweeps::spares_left(&state.pool, sweep.id).await?;
     let params = sweep.spec["trials"].as_array().cloned().unwrap_or_default();
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for trial in &trials {
-        *counts.entry(trial.status.as_str()).or_default() += 1;
+        *counts.entry(trial.status.clone()).or_default() += 1;
     }
+    let trials: Vec<TrialReport> = trials
+        .into_iter()
+        .map(|trial| TrialReport { params: params.get(trial.trial as usize).cloned().unwrap_or_default(), trial })
+        .collect();
     let better = |a: f64, b: f64| if sweep.direction == "max" { a > b } else { a < b };
     let best = trials
         .iter()
-        .filter_map(|t| t.value.filter(|v| v.is_finite()).map(|v| (t, v)))
+        .filter_map(|t| t.trial.value.filter(|v| v.is_finite()).map(|v| (t, v)))
         .reduce(|a, b| if better(b.1, a.1) { b } else { a })
-        .map(|(t, value)| json!({"trial": t.trial, "run_id": t.run_id, "value": value, "params": params.get(t.trial as usize)}));
-    let trials: Vec<Value> = trials
-        .iter()
-        .map(|t| {
-            let mut line = serde_json::to_value(t).unwrap_or_default();
-            line["params"] = params.get(t.trial as usize).cloned().unwrap_or_default();
-            line
-        })
-        .collect();
-    Ok(HttpResponse::Ok()
-        .json(json!({ "sweep": sweep, "counts": counts, "best": best, "trials": trials, "spares_left": spares_left })))
+        .map(|(t, _)| t.clone());
+    Ok(Reply(SweepReport { sweep, counts, best, trials, spares_left }))
 }
 
-pub async fn cancel(state: web::Data<AppState>, who: Principal, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<i64>,
+) -> Result<Reply<SweepCancelled>, ApiError> {
     let (sweep, team_id) = visible(&state, who.user_id, *id, Role::Member).await?;
     let mut tx = state.pool.begin().await?;
     let Some((cancelled, stopping)) = store::sweeps::cancel(&mut tx, sweep.id).await? else {
@@ -218,7 +278,10 @@ pub async fn cancel(state: web::Data<AppState>, who: Principal, id: web::Path<i6
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(
-        json!({ "sweep_id": sweep.id, "status": "cancelled", "cancelled_runs": cancelled, "stopping_runs": stopping }),
-    ))
+    Ok(Reply(SweepCancelled {
+        sweep_id: sweep.id,
+        status: "cancelled",
+        cancelled_runs: cancelled,
+        stopping_runs: stopping,
+    }))
 }

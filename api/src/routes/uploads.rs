@@ -5,9 +5,10 @@ use crate::{
     auth::{Principal, Role, access, audit},
     error::ApiError,
     extract::unreadable_body,
+    openapi::Reply,
     startup::AppState,
 };
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use cairn_datasets::idx;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -29,13 +30,14 @@ fn internal(what: &str, err: std::io::Error) -> ApiError {
     ApiError::Internal(format!("{what}: {err}"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
+    /// The name to keep with the file, 1 to 200 characters (default `upload.idx`).
     file_name: Option<String>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Upload {
     pub id: i64,
     pub file_name: String,
@@ -53,7 +55,7 @@ pub async fn create(
     experiment_id: web::Path<i64>,
     query: web::Query<UploadQuery>,
     mut payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Reply<Upload, 201>, ApiError> {
     let experiment = access::experiment(&state.pool, who.user_id, *experiment_id, Role::Member).await?;
     let file_name = query.file_name.clone().unwrap_or_else(|| "upload.idx".to_owned());
     if file_name.is_empty() || file_name.len() > 200 || file_name.chars().any(char::is_control) {
@@ -118,5 +120,5 @@ pub async fn create(
     };
     audit::record(&mut *tx, entry).await?;
     tx.commit().await?;
-    Ok(HttpResponse::Created().json(upload))
+    Ok(Reply(upload))
 }

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Experiment {
     pub id: i64,
     pub team_id: i64,
@@ -12,7 +12,7 @@ pub struct Experiment {
 }
 
 /// An experiment with what the experiments page shows about its runs.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct ExperimentSummary {
     #[sqlx(flatten)]
     #[serde(flatten)]

@@ -3,14 +3,14 @@ use serde::Serialize;
 use sqlx::PgPool;
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Point {
     pub step: i64,
     pub value: f64,
     pub recorded_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Series {
     pub key: String,
     pub count: usize,

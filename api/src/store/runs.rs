@@ -26,7 +26,7 @@ macro_rules! accuracy_join {
     };
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Run {
     pub id: i64,
     pub experiment_id: i64,
@@ -69,7 +69,7 @@ impl Run {
 
 /// A run with its accuracy (the last validation accuracy of a train run, the accuracy of an
 /// evaluate run), for tables.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct RunRow {
     #[sqlx(flatten)]
     #[serde(flatten)]
@@ -258,7 +258,7 @@ pub async fn cancel(pool: &PgPool, id: i64) -> sqlx::Result<CancelOutcome> {
     })
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Artifact {
     pub id: i64,
     pub kind: String,
@@ -299,7 +299,7 @@ pub async fn visible(pool: &PgPool, user_id: i64, ids: &[i64]) -> sqlx::Result<V
 }
 
 /// One attempt of a run: which worker ran it, when, and how it ended.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Attempt {
     pub attempt: i32,
     pub worker_id: String,

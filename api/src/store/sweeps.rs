@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Sweep {
     pub id: i64,
     pub experiment_id: i64,
@@ -17,7 +17,7 @@ pub struct Sweep {
 
 /// One trial: its first run (the root of its pipeline) and its best value of the sweep's
 /// metric among all of the trial's runs.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, schemars::JsonSchema)]
 pub struct Trial {
     pub trial: i32,
     pub run_id: i64,
