@@ -75,10 +75,6 @@ impl<T: ?Sized> Input for web::Data<T> {
     fn describe(_: &mut Operation, _: &mut SchemaGenerator) {}
 }
 
-impl Input for actix_web::HttpRequest {
-    fn describe(_: &mut Operation, _: &mut SchemaGenerator) {}
-}
-
 impl Input for Principal {
     fn describe(operation: &mut Operation, _: &mut SchemaGenerator) {
         operation.secured = true;

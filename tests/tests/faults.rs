@@ -141,17 +141,18 @@ async fn attempt_outcomes(env: &TestEnv, run_id: i64) -> Vec<(i32, Option<String
         .unwrap()
 }
 
-fn retry_policy(max_attempts: u32, first_backoff: Duration) -> cairn_domain::RetryPolicy {
-    cairn_domain::RetryPolicy { max_attempts, first_backoff, max_backoff: Duration::from_secs(30) }
+/// A scheduler and a worker that both apply this retry policy.
+async fn start_with_retries(env: &TestEnv, max_attempts: u32, first_backoff: Duration) -> [cairn_tests::Service; 2] {
+    let retry = cairn_domain::RetryPolicy { max_attempts, first_backoff, max_backoff: Duration::from_secs(30) };
+    let scheduler = env.start_scheduler_with(cairn_scheduler::Settings { retry, ..env.scheduler_settings() }).await;
+    let worker = env.start_worker_with(cairn_trainer::Settings { retry, ..env.worker_settings() }).await;
+    [scheduler, worker]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_infrastructure_failure_is_retried_after_its_backoff_and_the_run_then_succeeds() {
     let env = TestEnv::new().await;
-    let policy = retry_policy(3, Duration::from_secs(2));
-    let _scheduler =
-        env.start_scheduler_with(cairn_scheduler::Settings { retry: policy, ..env.scheduler_settings() }).await;
-    let _worker = env.start_worker_with(cairn_trainer::Settings { retry: policy, ..env.worker_settings() }).await;
+    let _services = start_with_retries(&env, 3, Duration::from_secs(2)).await;
     let blocked = block_checkpoints(&env);
     let experiment = env.create_experiment("retries").await;
     let run_id = env.submit_train(experiment, tiny_params()).await;
@@ -197,10 +198,7 @@ async fn an_infrastructure_failure_is_retried_after_its_backoff_and_the_run_then
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_fails_once_its_attempts_are_spent_on_infrastructure_failures() {
     let env = TestEnv::new().await;
-    let policy = retry_policy(2, Duration::from_millis(300));
-    let _scheduler =
-        env.start_scheduler_with(cairn_scheduler::Settings { retry: policy, ..env.scheduler_settings() }).await;
-    let _worker = env.start_worker_with(cairn_trainer::Settings { retry: policy, ..env.worker_settings() }).await;
+    let _services = start_with_retries(&env, 2, Duration::from_millis(300)).await;
     block_checkpoints(&env);
     let experiment = env.create_experiment("retries spent").await;
     let run_id = env.submit_train(experiment, tiny_params()).await;
