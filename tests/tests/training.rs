@@ -167,6 +167,9 @@ async fn a_run_past_its_time_limit_fails_with_the_reason_and_keeps_its_metrics()
         .await
         .unwrap();
     assert_eq!(outcome, "failed");
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT current_run_id FROM workers").fetch_one(&env.pool).await.unwrap();
+    assert_eq!(current, None, "the queue page no longer shows the worker on it");
 
     // The worker let go of it: the next run trains.
     let next = env.submit_train(experiment, small_run(1)).await;
