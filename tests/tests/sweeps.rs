@@ -294,6 +294,10 @@ async fn a_failed_trial_is_replaced_by_the_next_draw_and_the_sweep_goes_on() {
     }
     assert_eq!(trials.len() - failed, 4, "every failure was replaced until four trials succeeded: {report}");
     assert_eq!(report["spares_left"], 0, "a finished sweep keeps no spares");
+    let (browser, _) = env.browser().await;
+    let (status, page) = env.page(&browser, &format!("/sweeps/{}", created["sweep"]["id"])).await;
+    assert_eq!(status, 200);
+    assert_eq!(page.matches("replaces a failed trial").count(), trials.len() - 4, "the page marks each replacement");
     let attempts: i32 =
         sqlx::query_scalar("SELECT max(attempt) FROM runs WHERE status = 'failed'").fetch_one(&env.pool).await.unwrap();
     assert_eq!(attempts, 1, "bad data is not retried");

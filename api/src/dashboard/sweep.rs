@@ -42,6 +42,8 @@ pub struct TrialLine {
     pub error: String,
     /// The best trial so far.
     pub best: bool,
+    /// A spare draw recorded because a trial failed.
+    pub replacement: bool,
 }
 
 pub async fn sweep_page(
@@ -133,6 +135,7 @@ pub async fn sweep_page(
             .enumerate()
             .map(|(index, t)| TrialLine {
                 best: best == Some(index),
+                replacement: sweep.spec["max_runs"].as_i64().is_some_and(|max_runs| i64::from(t.trial) >= max_runs),
                 trial: t.trial,
                 run_id: t.run_id,
                 status: t.status.clone(),
