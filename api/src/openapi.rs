@@ -51,8 +51,14 @@ impl Operation {
         self.responses.insert(status, response);
     }
 
-    /// An error answered with the JSON error body, and an example of it.
+    /// An error answered with the JSON error body, and an example of it. A second cause of
+    /// the same status adds to its description and keeps the first example.
     fn error(&mut self, status: u16, code: &str, description: &str, example_message: &str) {
+        if let Some(known) = self.responses.get_mut(&status) {
+            let joined = format!("{}; or: {description}", known["description"].as_str().unwrap_or_default());
+            known["description"] = Value::String(joined);
+            return;
+        }
         let example = json!({ "error": code, "message": example_message });
         let content = json!({ "application/json": {
             "schema": { "$ref": "#/components/schemas/ErrorBody" }, "example": example,
@@ -201,6 +207,15 @@ impl<T: Output> Output for Result<T, ApiError> {
     }
 }
 
+/// What the route table says of a route besides its handler.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// The handler's path, such as `runs::submit`: the operation's id and tag.
+    pub name: &'static str,
+    pub summary: &'static str,
+}
+
 /// The document being assembled, one operation per route.
 pub struct Document {
     schemas: SchemaGenerator,
@@ -223,15 +238,19 @@ impl Default for Document {
 }
 
 impl Document {
-    /// Adds the route `method path`, served by `handler`, described by its argument and
-    /// return types.
-    pub fn route<H, Args>(&mut self, method: &str, path: &str, name: &str, summary: &str, _handler: &H)
+    /// Adds a route served by `handler`, described by its argument and return types, and the
+    /// conflict (code, when) it may answer with.
+    pub fn route<H, Args>(&mut self, route: Route, conflict: Option<(&str, &str)>, _handler: &H)
     where
         H: actix_web::Handler<Args>,
         Args: Input,
         H::Output: Output,
     {
+        let Route { method, path, name, summary } = route;
         let mut operation = Operation::default();
+        if let Some((code, when)) = conflict {
+            operation.error(409, code, &format!("Refused: {when}"), when);
+        }
         Args::describe(&mut operation, &mut self.schemas);
         <H::Output as Output>::describe(&mut operation, &mut self.schemas);
         let mut parameters: Vec<Value> = path_parameters(path)
