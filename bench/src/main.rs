@@ -6,20 +6,21 @@
 //!
 //!   cairn-bench [--quick] [--json] [--only NAME,...]
 //!
-//! Names: training, ingest, queue, dashboard, load (load also measures memory).
+//! Names: training, ingest, queue, dashboard, load (load also measures memory), sweep.
 mod dashboard;
 mod ingest;
 mod load;
 mod queue;
 mod stack;
 mod stats;
+mod sweep;
 mod training;
 
 use anyhow::bail;
 use serde::Serialize;
 use stats::Summary;
 
-const BENCHMARKS: &[&str] = &["training", "ingest", "queue", "dashboard", "load"];
+const BENCHMARKS: &[&str] = &["training", "ingest", "queue", "dashboard", "load", "sweep"];
 
 pub struct Options {
     /// Fewer repetitions and shorter runs: under 5 minutes, for development.
@@ -114,6 +115,10 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("==> the API under load");
         rows.extend(load::run(&options).await?);
     }
+    if options.wants("sweep") {
+        eprintln!("==> a 20-trial sweep with ASHA");
+        rows.extend(sweep::run(&options).await?);
+    }
     let table = markdown_table(&rows);
     if options.json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "quick": options.quick, "rows": rows }))?);
@@ -129,7 +134,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// How to read the ratio column.
 const RATIOS: &str = "Ratio: for a speed, Cairn's over the comparison's; for a latency, the target's over Cairn's. \
-Above 1, Cairn is faster than what it is compared with; ingest's target is a ratio above 0.5 (within 2x of COPY).";
+Above 1, Cairn is faster than what it is compared with; ingest's target is a ratio above 0.5 (within 2x of COPY). \
+For the sweep, the epochs its trials would train without early stopping over those they trained.";
 
 fn markdown_table(rows: &[Row]) -> String {
     let mut table = String::from("| Benchmark | Cairn | Compared with | Ratio | Spread |\n|---|---|---|---|---|\n");
