@@ -5,6 +5,7 @@
 //!   cairn sweep EXPERIMENT FILE|-         submit a sweep (JSON); prints its id and trials
 //!   cairn status RUN | --sweep SWEEP      one line per run or trial
 //!   cairn wait RUN [--timeout SECONDS]    until the run ends; the exit code says how
+//!   cairn cancel RUN | --sweep SWEEP      cancel a run, or a sweep's unfinished trials
 //!   cairn compare RUN RUN...              params that differ and last metric values, side by side
 //!   cairn export EXPERIMENT [--format csv|json]   every run with its params and last metrics
 //!
@@ -16,7 +17,8 @@ use serde_json::{Value, json};
 use std::{collections::BTreeMap, io::Read, process::ExitCode, time::Duration};
 
 const USAGE: &str = "usage: cairn submit EXPERIMENT FILE|- | sweep EXPERIMENT FILE|- | status RUN | status --sweep SWEEP \
-| wait RUN [--timeout SECONDS] | compare RUN RUN... | export EXPERIMENT [--format csv|json]";
+| wait RUN [--timeout SECONDS] | cancel RUN | cancel --sweep SWEEP | compare RUN RUN... \
+| export EXPERIMENT [--format csv|json]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -83,6 +85,18 @@ async fn run(args: &[String]) -> anyhow::Result<ExitCode> {
         ["wait", run, "--timeout", seconds] => {
             let seconds: u64 = seconds.parse().context("--timeout takes whole seconds")?;
             return wait(&api, id(run)?, Some(Duration::from_secs(seconds))).await;
+        }
+        ["cancel", "--sweep", sweep] => {
+            let cancelled = api.post(&format!("/api/v1/sweeps/{}/cancel", id(sweep)?), json!({})).await?;
+            println!(
+                "sweep {} cancelled: {} runs cancelled, {} running runs stopping",
+                cancelled["sweep_id"], cancelled["cancelled_runs"], cancelled["stopping_runs"]
+            );
+        }
+        ["cancel", run] => {
+            let run = api.post(&format!("/api/v1/runs/{}/cancel", id(run)?), json!({})).await?;
+            let stopping = if run["status"] == "running" { " (stops at its next step)" } else { "" };
+            println!("{}{stopping}", run_line(&run));
         }
         ["compare", ref runs @ ..] if runs.len() >= 2 => compare(&api, runs).await?,
         ["export", experiment] => export(&api, id(experiment)?, "csv").await?,

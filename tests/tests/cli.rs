@@ -84,7 +84,9 @@ async fn submit_wait_status_compare_export_and_sweep_from_the_command_line() {
                       "validation_range": [8000, 10000], "epochs": 50, "batch_size": 16}});
     let long_id = cairn(&env, &["submit", &experiment, "-"], Some(long.to_string())).await.stdout.trim().to_owned();
     env.wait_for_status(long_id.parse().unwrap(), &["running"], Duration::from_secs(60)).await;
-    env.post(&format!("/api/v1/runs/{long_id}/cancel"), &json!({})).await;
+    let cancelled = cairn(&env, &["cancel", &long_id], None).await;
+    assert_eq!(cancelled.code, 0, "{}", cancelled.stderr);
+    assert!(cancelled.stdout.contains("stops at its next step"), "{}", cancelled.stdout);
     assert_eq!(cairn(&env, &["wait", &long_id], None).await.code, 2);
 
     let sweep = json!({"template": serde_json::from_str::<serde_json::Value>(&small(0.001)).unwrap(), "strategy": "grid",
@@ -100,6 +102,17 @@ async fn submit_wait_status_compare_export_and_sweep_from_the_command_line() {
         "{}",
         report.stdout
     );
+
+    // A sweep of long trials, one at a time, cancelled as a whole.
+    let long_sweep = json!({"template": long, "strategy": "grid", "metric": "val_accuracy", "direction": "max",
+                            "space": {"learning_rate": {"type": "choice", "values": [0.001, 0.003]}}});
+    let swept = cairn(&env, &["sweep", &experiment, "-"], Some(long_sweep.to_string())).await;
+    let long_sweep_id = swept.stdout.lines().next().unwrap().trim_start_matches("sweep ").to_owned();
+    let cancelled = cairn(&env, &["cancel", "--sweep", &long_sweep_id], None).await;
+    assert_eq!(cancelled.code, 0, "{}", cancelled.stderr);
+    assert!(cancelled.stdout.starts_with(&format!("sweep {long_sweep_id} cancelled: ")), "{}", cancelled.stdout);
+    let again = cairn(&env, &["cancel", "--sweep", &long_sweep_id], None).await;
+    assert!(again.code == 4 && again.stderr.contains("409"), "a cancelled sweep stays cancelled: {}", again.stderr);
 
     let refused = cairn(
         &env,
