@@ -41,47 +41,46 @@ BEGIN
 END
 $$;
 
--- As in 0008, and: a trial whose root run failed is replaced by the next spare first.
-CREATE OR REPLACE FUNCTION release_sweep_trials() RETURNS trigger LANGUAGE plpgsql AS $$
+-- When a trial's root run fails, the next spare becomes a new waiting trial. Row triggers on
+-- one event fire in name order: `runs_record_replacement_trial` comes before
+-- `runs_release_sweep_trials` (0008), which then queues the new trial like any waiting one and
+-- does not finish the sweep while it waits.
+CREATE FUNCTION record_replacement_trial() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    sweep RECORD;
     spare RECORD;
-    in_flight INTEGER;
-    trial_run BIGINT;
 BEGIN
-    SELECT * INTO sweep FROM sweeps WHERE id = NEW.sweep_id FOR UPDATE;
-    IF sweep.status <> 'running' THEN
+    PERFORM 1 FROM sweeps WHERE id = NEW.sweep_id AND status = 'running' FOR UPDATE;
+    IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    IF NEW.status = 'failed' AND NEW.parent_run_id IS NULL THEN
-        DELETE FROM sweep_spares
-        WHERE (sweep_id, trial) = (SELECT sweep_id, trial FROM sweep_spares WHERE sweep_id = NEW.sweep_id
-                                   ORDER BY trial LIMIT 1)
-        RETURNING trial, runs INTO spare;
-        IF FOUND THEN
-            PERFORM record_sweep_trial(NEW.sweep_id, spare.trial, spare.runs, false);
-        END IF;
-    END IF;
-    SELECT count(*) INTO in_flight FROM runs
-    WHERE sweep_id = NEW.sweep_id AND parent_run_id IS NULL AND status IN ('queued', 'running');
-    FOR trial_run IN
-        UPDATE runs SET status = 'queued'
-        WHERE id IN (
-            SELECT id FROM runs
-            WHERE sweep_id = NEW.sweep_id AND parent_run_id IS NULL AND status = 'waiting'
-            ORDER BY trial, id
-            LIMIT greatest(0, sweep.max_parallel - in_flight)
-        )
-        RETURNING id
-    LOOP
-        PERFORM pg_notify('cairn_runs_queued', trial_run::text);
-    END LOOP;
-    IF NOT EXISTS (
-        SELECT 1 FROM runs WHERE sweep_id = NEW.sweep_id AND status IN ('waiting', 'queued', 'running')
-    ) THEN
-        UPDATE sweeps SET status = 'finished', finished_at = now() WHERE id = NEW.sweep_id;
-        DELETE FROM sweep_spares WHERE sweep_id = NEW.sweep_id;
+    DELETE FROM sweep_spares
+    WHERE (sweep_id, trial) = (SELECT sweep_id, trial FROM sweep_spares WHERE sweep_id = NEW.sweep_id
+                               ORDER BY trial LIMIT 1)
+    RETURNING trial, runs INTO spare;
+    IF FOUND THEN
+        PERFORM record_sweep_trial(NEW.sweep_id, spare.trial, spare.runs, false);
     END IF;
     RETURN NULL;
 END
 $$;
+
+CREATE TRIGGER runs_record_replacement_trial
+    AFTER UPDATE OF status ON runs
+    FOR EACH ROW
+    WHEN (NEW.sweep_id IS NOT NULL AND NEW.parent_run_id IS NULL AND NEW.status = 'failed'
+          AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION record_replacement_trial();
+
+-- Spares live only while their sweep runs: finished or cancelled, it has none left.
+CREATE FUNCTION drop_sweep_spares() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM sweep_spares WHERE sweep_id = NEW.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER sweeps_drop_spares
+    AFTER UPDATE OF status ON sweeps
+    FOR EACH ROW
+    WHEN (NEW.status <> 'running')
+    EXECUTE FUNCTION drop_sweep_spares();

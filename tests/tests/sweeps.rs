@@ -230,6 +230,8 @@ async fn asha_stops_the_clearly_worse_trial_at_the_first_rung_and_keeps_its_metr
     let id = created["sweep"]["id"].as_i64().unwrap();
     let report = wait_finished(&env, id).await;
     assert_eq!(report["counts"], json!({"stopped_early": 1, "succeeded": 1}), "{report}");
+    let (_, listed) = env.get("/api/v1/experiments").await;
+    assert_eq!(listed["experiments"][0]["stopped_early"], 1, "the experiments list counts it: {listed}");
     let stopped = &report["trials"][1];
     assert_eq!(stopped["status"], "stopped_early");
     assert_eq!(stopped["error"], "stopped early by ASHA at rung 0 (after epoch 1)");

@@ -14,19 +14,14 @@ pub use experiments::{NewExperiment, create_experiment};
 pub use metrics::MAX_KEY_CHARS;
 pub use runs::{artifact_download, cancel_run, read_artifact};
 
-/// Like `route_table!`, and the OpenAPI document of the routes, each described by its
-/// handler's argument and return types. A route that refuses a request because of the
+/// `route_table!`, and the OpenAPI document of the routes, each described by its handler's
+/// argument and return types. A route that refuses a request because of the
 /// state of what it changes names that conflict (409, its code and when).
 macro_rules! api_routes {
     ($(#[$doc:meta])* $table:ident {
         $($method:ident $path:literal => $handler:path, $summary:literal $(, 409 $code:literal $why:literal)?;)*
     }) => {
-        $(#[$doc])*
-        pub const $table: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
-
-        pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
-            $(cfg.route($path, actix_web::web::$method().to($handler));)*
-        }
+        route_table! { $(#[$doc])* $table { $($method $path => $handler;)* } }
 
         /// The OpenAPI document of every route in the table.
         pub fn openapi_document() -> serde_json::Value {

@@ -25,6 +25,8 @@ pub struct ExperimentSummary {
     pub succeeded: i64,
     pub failed: i64,
     pub cancelled: i64,
+    /// Sweep trials that early stopping ended.
+    pub stopped_early: i64,
     /// Its main metric: the best accuracy among its runs (the last validation accuracy of a
     /// train run, the accuracy an evaluation measured).
     pub best_accuracy: Option<f64>,
@@ -91,6 +93,7 @@ pub async fn list(pool: &PgPool, user_id: i64) -> sqlx::Result<Vec<ExperimentSum
                 count(r.id) FILTER (WHERE r.status = 'succeeded') AS succeeded,
                 count(r.id) FILTER (WHERE r.status = 'failed') AS failed,
                 count(r.id) FILTER (WHERE r.status = 'cancelled') AS cancelled,
+                count(r.id) FILTER (WHERE r.status = 'stopped_early') AS stopped_early,
                 max(best.value) AS best_accuracy,
                 greatest(e.created_at, max(coalesce(r.finished_at, r.started_at, r.created_at))) AS last_activity_at
          FROM experiments e

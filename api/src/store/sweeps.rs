@@ -127,7 +127,6 @@ pub async fn cancel(tx: &mut sqlx::PgConnection, id: i64) -> sqlx::Result<Option
     if updated.rows_affected() == 0 {
         return Ok(None);
     }
-    sqlx::query("DELETE FROM sweep_spares WHERE sweep_id = $1").bind(id).execute(&mut *tx).await?;
     let cancelled = sqlx::query(
         "UPDATE runs SET status = 'cancelled', finished_at = now(), cancel_requested_at = now(),
                 error = format('sweep %s cancelled', $1::bigint)
