@@ -43,11 +43,8 @@ pub struct Operation {
 }
 
 impl Operation {
-    fn respond(&mut self, status: u16, description: &str, content: Option<(&str, Value)>) {
-        let mut response = json!({ "description": description });
-        if let Some((media_type, schema)) = content {
-            response["content"] = json!({ media_type: { "schema": schema } });
-        }
+    fn respond(&mut self, status: u16, description: &str, media_type: &str, schema: Value) {
+        let response = json!({ "description": description, "content": { media_type: { "schema": schema } } });
         self.responses.insert(status, response);
     }
 
@@ -148,7 +145,7 @@ impl<T: JsonSchema> Input for JsonBody<T> {
 
 impl Input for web::Payload {
     fn describe(operation: &mut Operation, _: &mut SchemaGenerator) {
-        let schema = json!({ "type": "string", "contentMediaType": "application/octet-stream" });
+        let schema = bytes_schema();
         operation.request_body =
             Some(json!({ "required": true, "content": { "application/octet-stream": { "schema": schema } } }));
         operation.error(413, "payload_too_large", "The body is larger than allowed", "the upload is over its limit");
@@ -176,14 +173,14 @@ tuple_input!(A B C D E);
 impl<T: JsonSchema, const STATUS: u16> Output for Reply<T, STATUS> {
     fn describe(operation: &mut Operation, schemas: &mut SchemaGenerator) {
         let description = StatusCode::from_u16(STATUS).ok().and_then(|s| s.canonical_reason()).unwrap_or("Done");
-        operation.respond(STATUS, description, Some(("application/json", schema_of::<T>(schemas))));
+        operation.respond(STATUS, description, "application/json", schema_of::<T>(schemas));
     }
 }
 
 impl Output for Download {
     fn describe(operation: &mut Operation, _: &mut SchemaGenerator) {
-        let schema = json!({ "type": "string", "contentMediaType": "application/octet-stream" });
-        operation.respond(200, "The file", Some(("application/octet-stream", schema)));
+        let schema = bytes_schema();
+        operation.respond(200, "The file", "application/octet-stream", schema);
     }
 }
 
@@ -318,6 +315,11 @@ fn schema_of<T: JsonSchema>(schemas: &mut SchemaGenerator) -> Value {
     let mut schema = schemas.subschema_for::<T>();
     schemars::transform::Transform::transform(&mut schemars::transform::ReplaceBoolSchemas::default(), &mut schema);
     schema.into()
+}
+
+/// A body of raw bytes (an upload, a downloaded file).
+fn bytes_schema() -> Value {
+    json!({ "type": "string", "contentMediaType": "application/octet-stream" })
 }
 
 /// The names in `{braces}` of a route's path.
